@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/hashicorp/go-sockaddr"
+
 	"github.com/picket-dev/picket/agent"
 	"github.com/picket-dev/picket/checks"
 	"github.com/picket-dev/picket/cluster"
@@ -178,6 +180,7 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agen
 		Config:   cfg.Cluster,
 		NodeName: cfg.NodeName,
 		Meta: cluster.Meta{
+			RPCAddr:    advertiseRPC(cfg.Cluster, mux.Addr()),
 			HTTPAddr:   ln.Addr().String(),
 			Roles:      roles,
 			Load:       cols.Load(),
@@ -190,10 +193,6 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agen
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { ms.Close() })
-	rpcAddr := advertiseRPC(ms.LocalNode().Address, mux.Addr())
-	if err := ms.UpdateMeta(func(m *cluster.Meta) { m.RPCAddr = rpcAddr }); err != nil {
-		return nil, fmt.Errorf("gossip metadata: %w", err)
-	}
 
 	var ag *agent.Agent
 	sched, err := checks.NewScheduler(checks.Options{
@@ -226,15 +225,29 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agen
 	return ag, nil
 }
 
-// advertiseRPC is the RPC address peers dial: the RPC listener's port on the host this agent
-// advertises for gossip when the listener is bound to every interface.
-func advertiseRPC(gossip string, rpc net.Addr) string {
+// advertiseRPC is the RPC address peers dial. When the RPC listener is bound to every
+// interface, its port is combined with the host peers use for gossip: cluster.advertise,
+// else the bind host, else the first private IPv4 address (memberlist's own rule).
+func advertiseRPC(c config.Cluster, rpc net.Addr) string {
 	tcp, ok := rpc.(*net.TCPAddr)
 	if !ok || !tcp.IP.IsUnspecified() {
 		return rpc.String()
 	}
-	host, _, err := net.SplitHostPort(gossip)
-	if err != nil {
+	host := c.Advertise
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "" {
+		if h, _, err := net.SplitHostPort(c.Bind); err == nil && h != "" && !net.ParseIP(h).IsUnspecified() {
+			host = h
+		}
+	}
+	if host == "" {
+		if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+			host = ip
+		}
+	}
+	if host == "" {
 		return rpc.String()
 	}
 	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))

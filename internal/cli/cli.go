@@ -43,7 +43,13 @@ func commands() map[string]command {
 		"validate": {"check configuration files without starting", runValidate},
 		"version":  {"print the version", runVersion},
 		"checks":   {"list checks with their nodes and status", runChecks},
-		"run":      {"run a check once: picket run TYPE TARGET", runRun},
+		"run":      {"run a check once: picket run TYPE TARGET [--node N | --all]", runRun},
+		"members":  {"list cluster members", runMembers},
+		"join":     {"join the cluster through gossip addresses", runJoin},
+		"leave":    {"leave the cluster gracefully and stop the agent", runLeave},
+		"ping":     {"round-trip time to a member", runPing},
+		"keygen":   {"print a new gossip key", runKeygen},
+		"keyring":  {"list, install, use or remove gossip keys on every member", runKeyring},
 	}
 }
 
