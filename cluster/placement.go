@@ -19,16 +19,18 @@ import (
 // Move reasons, as used in Move.Reason and the picket_placement_moves_total{reason} label.
 const (
 	// MoveNew places a slot that had no node: a new check, a raised vantage, or a check
-	// that had no alive node to run on before. From is empty.
+	// that had fewer alive nodes to run on than its vantage. From is empty.
 	MoveNew = "new"
 	// MoveNodeFailed takes a slot off a node that is not alive (suspect, dead, left) or not
-	// a member at all. To is empty when no alive node is left to take it.
+	// a member at all. To is empty when no other alive node is free to take it (the check
+	// then runs on all alive nodes, fewer than its vantage).
 	MoveNodeFailed = "node_failed"
 	// MoveRebalance takes a slot off an alive node onto a node whose score is better by
 	// more than PlacementPolicy.Margin.
 	MoveRebalance = "rebalance"
-	// MoveRemoved drops a slot: the check is gone, or its vantage (or the number of alive
-	// nodes) shrank. To is empty.
+	// MoveRemoved drops a slot from an alive node: the check is gone, or its vantage was
+	// lowered (the worst-scored hosts go). Also used, with any From, for every node of a
+	// check that is gone. To is empty.
 	MoveRemoved = "removed"
 )
 
@@ -37,13 +39,13 @@ const (
 const DefaultCheckCost = 0.01
 
 const (
-	// minCheckCost and maxCheckCost bound a check's cost; maxBase bounds each part of a
-	// node's base score. Together with minMargin they keep float rounding far below the
-	// margin, so a rounding error can never make a check bounce between two nodes.
-	minCheckCost = 1e-6
-	maxCheckCost = 1.0
-	maxBase      = 1000.0
-	minMargin    = 1e-6
+	// minCheckCost and maxCheckCost bound a check's cost; maxScorePart bounds each part of
+	// a node's base score. Together with minPlacementMargin they keep float rounding far
+	// below the margin, so a rounding error can never make a check bounce between nodes.
+	minCheckCost       = 1e-6
+	maxCheckCost       = 1.0
+	maxScorePart       = 1000.0
+	minPlacementMargin = 1e-6
 )
 
 // PlacementNode is one cluster member as placement sees it.
@@ -130,7 +132,8 @@ type Move struct {
 // host's score by more than p.Margin (score of the old host > score of the new one with the
 // check added + Margin). Such moves are made best first, one at a time, each on the scores
 // left by the previous ones, until none is left; at most p.MaxMoves checks end up off a
-// node they had (MoveRebalance). Slots placed in this call may be moved again for free.
+// node they had (MoveRebalance). Slots placed in this call (new or replacing a failed
+// node) may be moved again without counting against MaxMoves.
 //
 // Place is deterministic and does not depend on the order of nodes, checks or of the node
 // lists in current; current is not modified. Duplicate node names merge pessimistically
@@ -139,12 +142,12 @@ type Move struct {
 // the same nodes and checks it makes no move, unless it made MaxMoves rebalance moves
 // (then repeated calls converge). Moves are sorted by check, then From, then To.
 func Place(nodes []PlacementNode, checks []PlacementCheck, current Assignment, p PlacementPolicy) (Assignment, []Move) {
-	a, moves, _ := place(nodes, checks, current, p)
+	a, moves, _ := placeTrace(nodes, checks, current, p)
 	return a, moves
 }
 
-// place is Place, also returning the rebalancing steps it took, in order, for tests.
-func place(nodes []PlacementNode, checks []PlacementCheck, current Assignment, p PlacementPolicy) (Assignment, []Move, []step) {
+// placeTrace is Place, also returning the rebalancing steps it took, in order, for tests.
+func placeTrace(nodes []PlacementNode, checks []PlacementCheck, current Assignment, p PlacementPolicy) (Assignment, []Move, []rebalanceStep) {
 	pl := newPlacer(nodes, checks, p.sanitized())
 	pl.keep(current)
 	pl.trim()
@@ -161,7 +164,7 @@ func LeastLoaded(nodes []PlacementNode, n int, exclude map[string]bool, p Placem
 		return nil
 	}
 	p = p.sanitized()
-	names, base := aliveNodes(nodes, p)
+	names, base := scoredAlive(nodes, p)
 	order := make([]int, 0, len(names))
 	for i, name := range names {
 		if !exclude[name] {
@@ -178,8 +181,8 @@ func LeastLoaded(nodes []PlacementNode, n int, exclude map[string]bool, p Placem
 	return out
 }
 
-// Share is one node's part of a sweep.
-type Share struct {
+// SweepShare is one node's part of a sweep.
+type SweepShare struct {
 	Node  string
 	Count int
 }
@@ -189,9 +192,9 @@ type Share struct {
 // they share equally. The counts add up to targets (0 when no node is alive). The result
 // lists only nodes with a non-zero count, sorted by name; remainders go to the largest
 // fractional parts, ties to the lower name. Used by `picket sweep` (map_reduce).
-func Spread(nodes []PlacementNode, targets int, p PlacementPolicy) []Share {
+func Spread(nodes []PlacementNode, targets int, p PlacementPolicy) []SweepShare {
 	p = p.sanitized()
-	names, base := aliveNodes(nodes, p)
+	names, base := scoredAlive(nodes, p)
 	if targets <= 0 || len(names) == 0 {
 		return nil
 	}
@@ -226,10 +229,10 @@ func Spread(nodes []PlacementNode, targets int, p PlacementPolicy) []Share {
 		counts[byFrac[k%len(byFrac)]]++
 		given++
 	}
-	var out []Share
+	var out []SweepShare
 	for i, c := range counts {
 		if c > 0 {
-			out = append(out, Share{Node: names[i], Count: c})
+			out = append(out, SweepShare{Node: names[i], Count: c})
 		}
 	}
 	return out
@@ -237,8 +240,8 @@ func Spread(nodes []PlacementNode, targets int, p PlacementPolicy) []Share {
 
 // sanitized replaces values Place cannot use with the documented ones.
 func (p PlacementPolicy) sanitized() PlacementPolicy {
-	if !(p.Margin >= minMargin) { // also NaN
-		p.Margin = minMargin
+	if !(p.Margin >= minPlacementMargin) { // also NaN
+		p.Margin = minPlacementMargin
 	}
 	if !(p.HealthWeight > 0) {
 		p.HealthWeight = 0
@@ -249,9 +252,9 @@ func (p PlacementPolicy) sanitized() PlacementPolicy {
 	return p
 }
 
-// aliveNodes returns the alive nodes' names, sorted, and their base scores (load plus
+// scoredAlive returns the alive nodes' names, sorted, and their base scores (load plus
 // weighted health). Duplicate names merge pessimistically.
-func aliveNodes(nodes []PlacementNode, p PlacementPolicy) ([]string, []float64) {
+func scoredAlive(nodes []PlacementNode, p PlacementPolicy) ([]string, []float64) {
 	type merged struct {
 		alive  bool
 		load   float64
@@ -283,14 +286,14 @@ func aliveNodes(nodes []PlacementNode, p PlacementPolicy) ([]string, []float64) 
 	base := make([]float64, len(names))
 	for i, name := range names {
 		m := byName[name]
-		base[i] = min(m.load, maxBase) + min(p.HealthWeight*float64(m.health), maxBase)
+		base[i] = min(m.load, maxScorePart) + min(p.HealthWeight*float64(m.health), maxScorePart)
 	}
 	return names, base
 }
 
-// step is one rebalancing decision: check moved from one node to another, lowering its
-// host's score by gain.
-type step struct {
+// rebalanceStep is one rebalancing decision: check moved from one node to another,
+// lowering its host's score by gain.
+type rebalanceStep struct {
 	check, from, to string
 	gain            float64
 }
@@ -318,12 +321,12 @@ type placer struct {
 	score  []float64
 	checks []placedCheck
 	byName map[string]int
-	steps  []step
+	steps  []rebalanceStep
 }
 
 func newPlacer(nodes []PlacementNode, checks []PlacementCheck, p PlacementPolicy) *placer {
 	pl := &placer{p: p}
-	pl.names, pl.base = aliveNodes(nodes, p)
+	pl.names, pl.base = scoredAlive(nodes, p)
 	pl.index = make(map[string]int, len(pl.names))
 	for i, n := range pl.names {
 		pl.index[n] = i
@@ -364,7 +367,7 @@ func newPlacer(nodes []PlacementNode, checks []PlacementCheck, p PlacementPolicy
 func (pl *placer) keep(current Assignment) {
 	for ci := range pl.checks {
 		c := &pl.checks[ci]
-		for _, node := range uniqueSorted(current[c.name]) {
+		for _, node := range uniqueNames(current[c.name]) {
 			i, alive := pl.index[node]
 			if !alive {
 				c.failed = append(c.failed, node)
@@ -445,19 +448,18 @@ func (pl *placer) rebalance() {
 			// the budget forbids it, the lowest-scored original host it no longer runs on.
 			to, toOrig := -1, -1
 			for _, i := range order {
-				if c.runsOn(i) {
-					continue
-				}
-				if to < 0 {
+				if !c.runsOn(i) {
 					to = i
-				}
-				if c.isOrig(i) == 1 {
-					toOrig = i
 					break
 				}
 			}
 			if to < 0 {
 				continue
+			}
+			for _, i := range c.orig {
+				if !c.runsOn(i) && (toOrig < 0 || pl.worse(toOrig, i)) {
+					toOrig = i
+				}
 			}
 			for k, from := range c.hosts {
 				dest, delta := to, c.isOrig(from)-c.isOrig(to)
@@ -468,7 +470,7 @@ func (pl *placer) rebalance() {
 					dest, delta = toOrig, c.isOrig(from)-1
 				}
 				gain := pl.score[from] - (pl.score[dest] + c.cost)
-				if gain <= 0 {
+				if gain <= pl.p.Margin {
 					continue
 				}
 				// Ties go to the earlier check, then to the lower node name.
@@ -482,7 +484,7 @@ func (pl *placer) rebalance() {
 			return
 		}
 		c := &pl.checks[bestCheck]
-		pl.steps = append(pl.steps, step{
+		pl.steps = append(pl.steps, rebalanceStep{
 			check: c.name, from: pl.names[c.hosts[bestHost]], to: pl.names[bestTo], gain: bestGain,
 		})
 		c.hosts[bestHost] = bestTo
@@ -545,7 +547,7 @@ func (pl *placer) moves(current Assignment) []Move {
 	var out []Move
 	for name, nodes := range current {
 		if _, ok := pl.byName[name]; !ok {
-			for _, node := range uniqueSorted(nodes) {
+			for _, node := range uniqueNames(nodes) {
 				out = append(out, Move{Check: name, From: node, Reason: MoveRemoved})
 			}
 		}
@@ -602,8 +604,8 @@ func (c *placedCheck) isTrimmed(node int) int {
 	return 0
 }
 
-// uniqueSorted returns a sorted copy of names without duplicates and empty names.
-func uniqueSorted(names []string) []string {
+// uniqueNames returns a sorted copy of names without duplicates and empty names.
+func uniqueNames(names []string) []string {
 	out := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "" })
 	slices.Sort(out)
 	return slices.Compact(out)

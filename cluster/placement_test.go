@@ -11,7 +11,7 @@ import (
 	"pgregory.net/rapid"
 )
 
-func idle(names ...string) []PlacementNode {
+func idleNodes(names ...string) []PlacementNode {
 	out := make([]PlacementNode, 0, len(names))
 	for _, n := range names {
 		out = append(out, PlacementNode{Name: n, Alive: true})
@@ -19,7 +19,7 @@ func idle(names ...string) []PlacementNode {
 	return out
 }
 
-func withLoad(nodes []PlacementNode, name string, load float64) []PlacementNode {
+func nodesWithLoad(nodes []PlacementNode, name string, load float64) []PlacementNode {
 	out := slices.Clone(nodes)
 	for i := range out {
 		if out[i].Name == name {
@@ -29,7 +29,7 @@ func withLoad(nodes []PlacementNode, name string, load float64) []PlacementNode 
 	return out
 }
 
-func withStatus(nodes []PlacementNode, name string, alive bool) []PlacementNode {
+func nodesWithStatus(nodes []PlacementNode, name string, alive bool) []PlacementNode {
 	out := slices.Clone(nodes)
 	for i := range out {
 		if out[i].Name == name {
@@ -39,7 +39,7 @@ func withStatus(nodes []PlacementNode, name string, alive bool) []PlacementNode 
 	return out
 }
 
-func named(names ...string) []PlacementCheck {
+func placementChecks(names ...string) []PlacementCheck {
 	out := make([]PlacementCheck, 0, len(names))
 	for _, n := range names {
 		out = append(out, PlacementCheck{Name: n, Nodes: 1})
@@ -48,8 +48,8 @@ func named(names ...string) []PlacementCheck {
 }
 
 // sixOnThree is the result of placing c1..c6 on idle a, b, c.
-var sixOnThree = Assignment{
-	"c1": {"a"}, "c2": {"b"}, "c3": {"c"}, "c4": {"a"}, "c5": {"b"}, "c6": {"c"},
+func sixOnThree() Assignment {
+	return Assignment{"c1": {"a"}, "c2": {"b"}, "c3": {"c"}, "c4": {"a"}, "c5": {"b"}, "c6": {"c"}}
 }
 
 func TestPlace(t *testing.T) {
@@ -62,14 +62,14 @@ func TestPlace(t *testing.T) {
 		policy  PlacementPolicy
 		want    Assignment
 		moves   []Move
-		steps   []step // rebalancing steps, checked when set
+		steps   []rebalanceStep // rebalancing steps, checked when set
 	}{
 		{
 			name:   "six checks spread 2/2/2 over three idle nodes",
-			nodes:  idle("c", "a", "b"),
-			checks: named("c6", "c5", "c4", "c3", "c2", "c1"),
+			nodes:  idleNodes("c", "a", "b"),
+			checks: placementChecks("c6", "c5", "c4", "c3", "c2", "c1"),
 			policy: def,
-			want:   sixOnThree,
+			want:   sixOnThree(),
 			moves: []Move{
 				{"c1", "", "a", MoveNew}, {"c2", "", "b", MoveNew}, {"c3", "", "c", MoveNew},
 				{"c4", "", "a", MoveNew}, {"c5", "", "b", MoveNew}, {"c6", "", "c", MoveNew},
@@ -77,26 +77,26 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name:    "a dead node's checks move to the others and nothing else moves",
-			nodes:   withStatus(idle("a", "b", "c"), "c", false),
-			checks:  named("c1", "c2", "c3", "c4", "c5", "c6"),
-			current: sixOnThree,
+			nodes:   nodesWithStatus(idleNodes("a", "b", "c"), "c", false),
+			checks:  placementChecks("c1", "c2", "c3", "c4", "c5", "c6"),
+			current: sixOnThree(),
 			policy:  def,
 			want:    Assignment{"c1": {"a"}, "c2": {"b"}, "c3": {"a"}, "c4": {"a"}, "c5": {"b"}, "c6": {"b"}},
 			moves:   []Move{{"c3", "c", "a", MoveNodeFailed}, {"c6", "c", "b", MoveNodeFailed}},
 		},
 		{
 			name:    "a node that left the member list counts as failed",
-			nodes:   idle("a", "b"),
-			checks:  named("c1", "c2", "c3", "c4", "c5", "c6"),
-			current: sixOnThree,
+			nodes:   idleNodes("a", "b"),
+			checks:  placementChecks("c1", "c2", "c3", "c4", "c5", "c6"),
+			current: sixOnThree(),
 			policy:  def,
 			want:    Assignment{"c1": {"a"}, "c2": {"b"}, "c3": {"a"}, "c4": {"a"}, "c5": {"b"}, "c6": {"b"}},
 			moves:   []Move{{"c3", "c", "a", MoveNodeFailed}, {"c6", "c", "b", MoveNodeFailed}},
 		},
 		{
 			name:    "a loaded node gets no new check, and keeps its old ones within the margin",
-			nodes:   withLoad(idle("a", "b", "c"), "a", 0.2),
-			checks:  named("c1", "c2", "c3", "c4"),
+			nodes:   nodesWithLoad(idleNodes("a", "b", "c"), "a", 0.2),
+			checks:  placementChecks("c1", "c2", "c3", "c4"),
 			current: Assignment{"c1": {"a"}, "c2": {"b"}, "c3": {"c"}},
 			policy:  def,
 			want:    Assignment{"c1": {"a"}, "c2": {"b"}, "c3": {"c"}, "c4": {"b"}},
@@ -104,17 +104,17 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name:    "a check leaves a node once it is worse by more than the margin",
-			nodes:   withLoad(idle("a", "b", "c"), "a", 0.5),
-			checks:  named("c1", "c2", "c3"),
+			nodes:   nodesWithLoad(idleNodes("a", "b", "c"), "a", 0.5),
+			checks:  placementChecks("c1", "c2", "c3"),
 			current: Assignment{"c1": {"a"}, "c2": {"b"}, "c3": {"c"}},
 			policy:  def,
 			want:    Assignment{"c1": {"b"}, "c2": {"b"}, "c3": {"c"}},
 			moves:   []Move{{"c1", "a", "b", MoveRebalance}},
-			steps:   []step{{"c1", "a", "b", 0.51 - 0.02}},
+			steps:   []rebalanceStep{{"c1", "a", "b", 0.51 - 0.02}},
 		},
 		{
 			name:   "vantage 3 on three nodes",
-			nodes:  idle("a", "b", "c"),
+			nodes:  idleNodes("a", "b", "c"),
 			checks: []PlacementCheck{{Name: "api", Nodes: 3}},
 			policy: def,
 			want:   Assignment{"api": {"a", "b", "c"}},
@@ -122,7 +122,7 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name:    "vantage 3 with two alive nodes runs on two, the suspect's slot is dropped",
-			nodes:   withStatus(idle("a", "b", "c"), "b", false),
+			nodes:   nodesWithStatus(idleNodes("a", "b", "c"), "b", false),
 			checks:  []PlacementCheck{{Name: "api", Nodes: 3}},
 			current: Assignment{"api": {"a", "b", "c"}},
 			policy:  def,
@@ -131,7 +131,7 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name:    "vantage raised back once the node recovers",
-			nodes:   idle("a", "b", "c"),
+			nodes:   idleNodes("a", "b", "c"),
 			checks:  []PlacementCheck{{Name: "api", Nodes: 3}},
 			current: Assignment{"api": {"a", "c"}},
 			policy:  def,
@@ -140,12 +140,24 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name:    "vantage lowered drops the worst host",
-			nodes:   withLoad(idle("a", "b", "c"), "b", 0.3),
+			nodes:   nodesWithLoad(idleNodes("a", "b", "c"), "b", 0.2),
 			checks:  []PlacementCheck{{Name: "api", Nodes: 2}},
 			current: Assignment{"api": {"a", "b", "c"}},
 			policy:  def,
 			want:    Assignment{"api": {"a", "c"}},
 			moves:   []Move{{"api", "b", "", MoveRemoved}},
+		},
+		{
+			name: "vantage lowered while the remaining host is overloaded",
+			nodes: []PlacementNode{
+				{Name: "a", Alive: true, Load: 0.9}, {Name: "b", Alive: true}, {Name: "x", Alive: true, Load: 0.95},
+			},
+			checks:  []PlacementCheck{{Name: "api", Nodes: 1}},
+			current: Assignment{"api": {"a", "x"}},
+			policy:  def,
+			want:    Assignment{"api": {"b"}},
+			moves:   []Move{{"api", "a", "b", MoveRebalance}, {"api", "x", "", MoveRemoved}},
+			steps:   []rebalanceStep{{"api", "a", "b", 0.91 - 0.01}},
 		},
 		{
 			name: "rebalancing is capped, most beneficial (cheapest) moves first",
@@ -160,20 +172,20 @@ func TestPlace(t *testing.T) {
 			policy:  PlacementPolicy{Margin: 0.25, MaxMoves: 2},
 			want:    Assignment{"k1": {"a"}, "k2": {"a"}, "k3": {"c"}, "k4": {"b"}},
 			moves:   []Move{{"k3", "a", "c", MoveRebalance}, {"k4", "a", "b", MoveRebalance}},
-			steps:   []step{{"k4", "a", "b", 3.14 - 0.02}, {"k3", "a", "c", 3.12 - 0.03}},
+			steps:   []rebalanceStep{{"k4", "a", "b", 3.14 - 0.02}, {"k3", "a", "c", 3.12 - 0.03}},
 		},
 		{
 			name:    "MaxMoves 0 disables rebalancing",
-			nodes:   withLoad(idle("a", "b"), "a", 5),
-			checks:  named("c1"),
+			nodes:   nodesWithLoad(idleNodes("a", "b"), "a", 5),
+			checks:  placementChecks("c1"),
 			current: Assignment{"c1": {"a"}},
 			policy:  PlacementPolicy{Margin: 0.25},
 			want:    Assignment{"c1": {"a"}},
 		},
 		{
 			name:    "rebalancing does not count the moves of new slots",
-			nodes:   withLoad(idle("a", "b"), "a", 5),
-			checks:  named("c1", "c2"),
+			nodes:   nodesWithLoad(idleNodes("a", "b"), "a", 5),
+			checks:  placementChecks("c1", "c2"),
 			current: Assignment{"c1": {"a"}},
 			policy:  PlacementPolicy{Margin: 0.25},
 			want:    Assignment{"c1": {"a"}, "c2": {"b"}},
@@ -181,8 +193,8 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name:    "removed checks are dropped, from dead nodes too",
-			nodes:   withStatus(idle("a", "b"), "b", false),
-			checks:  named("c1"),
+			nodes:   nodesWithStatus(idleNodes("a", "b"), "b", false),
+			checks:  placementChecks("c1"),
 			current: Assignment{"c1": {"a"}, "gone": {"b", "a"}},
 			policy:  def,
 			want:    Assignment{"c1": {"a"}},
@@ -190,8 +202,8 @@ func TestPlace(t *testing.T) {
 		},
 		{
 			name:    "no alive node: every check is listed with no node",
-			nodes:   withStatus(idle("a"), "a", false),
-			checks:  named("c1", "c2"),
+			nodes:   nodesWithStatus(idleNodes("a"), "a", false),
+			checks:  placementChecks("c1", "c2"),
 			current: Assignment{"c1": {"a"}},
 			policy:  def,
 			want:    Assignment{"c1": {}, "c2": {}},
@@ -200,7 +212,7 @@ func TestPlace(t *testing.T) {
 		{
 			name:   "a node with a poor health score is avoided",
 			nodes:  []PlacementNode{{Name: "a", Alive: true, Health: 3}, {Name: "b", Alive: true, Load: 0.2}},
-			checks: named("c1"),
+			checks: placementChecks("c1"),
 			policy: def,
 			want:   Assignment{"c1": {"b"}},
 			moves:  []Move{{"c1", "", "b", MoveNew}},
@@ -221,14 +233,14 @@ func TestPlace(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := cloneAssignment(tc.current)
-			got, moves, steps := place(tc.nodes, tc.checks, tc.current, tc.policy)
+			got, moves, steps := placeTrace(tc.nodes, tc.checks, tc.current, tc.policy)
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("assignment:\n got %v\nwant %v", got, tc.want)
 			}
 			if !slices.Equal(moves, tc.moves) {
 				t.Errorf("moves:\n got %v\nwant %v", moves, tc.moves)
 			}
-			if tc.steps != nil && !stepsEqual(steps, tc.steps) {
+			if tc.steps != nil && !rebalanceStepsEqual(steps, tc.steps) {
 				t.Errorf("rebalancing steps:\n got %v\nwant %v", steps, tc.steps)
 			}
 			if !reflect.DeepEqual(tc.current, before) {
@@ -252,7 +264,7 @@ func TestPlace(t *testing.T) {
 }
 
 func TestPlaceCappedRebalanceConverges(t *testing.T) {
-	nodes := withLoad(idle("a", "b", "c"), "a", 0.1)
+	nodes := nodesWithLoad(idleNodes("a", "b", "c"), "a", 0.1)
 	var checks []PlacementCheck
 	cur := Assignment{}
 	for i := range 9 {
@@ -313,18 +325,18 @@ func TestSpread(t *testing.T) {
 		name    string
 		nodes   []PlacementNode
 		targets int
-		want    []Share
+		want    []SweepShare
 	}{
 		{"proportional to spare capacity", []PlacementNode{
 			{Name: "c", Alive: true, Load: 1.5}, {Name: "b", Alive: true, Load: 0.5}, {Name: "a", Alive: true},
-		}, 9, []Share{{"a", 6}, {"b", 3}}},
-		{"remainder to the lower name", idle("b", "a", "c"), 4, []Share{{"a", 2}, {"b", 1}, {"c", 1}}},
+		}, 9, []SweepShare{{"a", 6}, {"b", 3}}},
+		{"remainder to the lower name", idleNodes("b", "a", "c"), 4, []SweepShare{{"a", 2}, {"b", 1}, {"c", 1}}},
 		{"all saturated share equally", []PlacementNode{
 			{Name: "a", Alive: true, Load: 2}, {Name: "b", Alive: true, Load: 3},
-		}, 3, []Share{{"a", 2}, {"b", 1}}},
-		{"dead nodes get nothing", withStatus(idle("a", "b"), "a", false), 5, []Share{{"b", 5}}},
-		{"no alive node", withStatus(idle("a"), "a", false), 5, nil},
-		{"no target", idle("a"), 0, nil},
+		}, 3, []SweepShare{{"a", 2}, {"b", 1}}},
+		{"dead nodes get nothing", nodesWithStatus(idleNodes("a", "b"), "a", false), 5, []SweepShare{{"b", 5}}},
+		{"no alive node", nodesWithStatus(idleNodes("a"), "a", false), 5, nil},
+		{"no target", idleNodes("a"), 0, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,7 +355,7 @@ type placeInput struct {
 	policy  PlacementPolicy
 }
 
-func drawInput(t *rapid.T) placeInput {
+func drawPlaceInput(t *rapid.T) placeInput {
 	nodePool := []string{"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7"}
 	checkPool := []string{"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9", "c10", "c11"}
 	var in placeInput
@@ -398,9 +410,9 @@ func drawInput(t *rapid.T) placeInput {
 	return in
 }
 
-// testScores is an independent rendering of the scoring rule, for checking Place's gains.
-func testScores(in placeInput, a Assignment) map[string]float64 {
-	alive := aliveSet(in.nodes)
+// placementScores is an independent rendering of the scoring rule, for checking Place's gains.
+func placementScores(in placeInput, a Assignment) map[string]float64 {
+	alive := aliveNodeSet(in.nodes)
 	scores := map[string]float64{}
 	for name := range alive {
 		var load float64
@@ -412,7 +424,7 @@ func testScores(in placeInput, a Assignment) map[string]float64 {
 		}
 		scores[name] = load + in.policy.HealthWeight*float64(health)
 	}
-	costs := checkCosts(in.checks)
+	costs := placementCosts(in.checks)
 	for check, nodes := range a {
 		for _, n := range nodes {
 			scores[n] += costs[check]
@@ -421,7 +433,7 @@ func testScores(in placeInput, a Assignment) map[string]float64 {
 	return scores
 }
 
-func aliveSet(nodes []PlacementNode) map[string]bool {
+func aliveNodeSet(nodes []PlacementNode) map[string]bool {
 	alive := map[string]bool{}
 	dead := map[string]bool{}
 	for _, n := range nodes {
@@ -437,7 +449,7 @@ func aliveSet(nodes []PlacementNode) map[string]bool {
 	return alive
 }
 
-func checkCosts(checks []PlacementCheck) map[string]float64 {
+func placementCosts(checks []PlacementCheck) map[string]float64 {
 	costs := map[string]float64{}
 	for _, c := range checks {
 		cost := c.Cost
@@ -451,13 +463,13 @@ func checkCosts(checks []PlacementCheck) map[string]float64 {
 
 func TestPlaceProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		in := drawInput(t)
+		in := drawPlaceInput(t)
 		before := cloneAssignment(in.current)
-		got, moves, steps := place(in.nodes, in.checks, in.current, in.policy)
+		got, moves, steps := placeTrace(in.nodes, in.checks, in.current, in.policy)
 		if !reflect.DeepEqual(in.current, before) {
 			t.Fatalf("Place modified its input")
 		}
-		alive := aliveSet(in.nodes)
+		alive := aliveNodeSet(in.nodes)
 		want := map[string]int{}
 		for _, c := range in.checks {
 			want[c.Name] = max(want[c.Name], min(max(c.Nodes, 1), len(alive)))
@@ -571,7 +583,7 @@ func TestPlaceProperties(t *testing.T) {
 			}
 		}
 
-		// Each rebalancing step, checked against an independent scoring and brute force:
+		// Each rebalancing rebalanceStep, checked against an independent scoring and brute force:
 		// it gained what it says and more than the margin, no move allowed by the budget
 		// gained more, and when the steps ended no allowed move gained more than the margin.
 		// The steps are undone from the result to find where they started.
@@ -580,7 +592,7 @@ func TestPlaceProperties(t *testing.T) {
 			s := steps[i]
 			k := slices.Index(stepState[s.check], s.to)
 			if k < 0 || slices.Contains(stepState[s.check], s.from) {
-				t.Fatalf("step %+v cannot be undone from %v", s, stepState[s.check])
+				t.Fatalf("rebalanceStep %+v cannot be undone from %v", s, stepState[s.check])
 			}
 			stepState[s.check][k] = s.from
 		}
@@ -612,7 +624,7 @@ func TestPlaceProperties(t *testing.T) {
 		if moved != 0 {
 			t.Fatalf("before rebalancing, %d original hosts already left: %v from %v", moved, stepState, in.current)
 		}
-		costs := checkCosts(in.checks)
+		costs := placementCosts(in.checks)
 		bestAllowed := func(scores map[string]float64) (best float64, what string) {
 			best = math.Inf(-1)
 			for check, nodes := range stepState {
@@ -630,23 +642,23 @@ func TestPlaceProperties(t *testing.T) {
 			return best, what
 		}
 		for _, s := range steps {
-			scores := testScores(in, stepState)
+			scores := placementScores(in, stepState)
 			gain := scores[s.from] - scores[s.to] - costs[s.check]
 			if !(s.gain > max(in.policy.Margin, 1e-6)) || math.Abs(gain-s.gain) > 1e-9 {
-				t.Fatalf("step %+v: independent gain %v, margin %v", s, gain, in.policy.Margin)
+				t.Fatalf("rebalanceStep %+v: independent gain %v, margin %v", s, gain, in.policy.Margin)
 			}
 			delta := isOrig(s.check, s.from) - isOrig(s.check, s.to)
 			if moved+delta > in.policy.MaxMoves {
-				t.Fatalf("step %+v exceeds the budget: %d moved already", s, moved)
+				t.Fatalf("rebalanceStep %+v exceeds the budget: %d moved already", s, moved)
 			}
 			if best, what := bestAllowed(scores); best > s.gain+1e-9 {
-				t.Fatalf("step %+v gains %v, but %s would have gained %v", s, s.gain, what, best)
+				t.Fatalf("rebalanceStep %+v gains %v, but %s would have gained %v", s, s.gain, what, best)
 			}
 			k := slices.Index(stepState[s.check], s.from)
 			stepState[s.check][k] = s.to
 			moved += delta
 		}
-		if best, what := bestAllowed(testScores(in, stepState)); best > max(in.policy.Margin, 1e-6)+1e-9 {
+		if best, what := bestAllowed(placementScores(in, stepState)); best > max(in.policy.Margin, 1e-6)+1e-9 {
 			t.Fatalf("rebalancing stopped, but %s would gain %v", what, best)
 		}
 		if moved != rebalances {
@@ -677,7 +689,7 @@ func TestPlaceProperties(t *testing.T) {
 
 func TestPlaceIgnoresInputOrder(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		in := drawInput(t)
+		in := drawPlaceInput(t)
 		got, moves := Place(in.nodes, in.checks, in.current, in.policy)
 
 		nodes := rapid.Permutation(in.nodes).Draw(t, "nodes order")
@@ -708,9 +720,9 @@ func TestPlaceIgnoresInputOrder(t *testing.T) {
 
 func TestLeastLoadedAndSpreadProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		in := drawInput(t)
-		alive := aliveSet(in.nodes)
-		scores := testScores(in, nil)
+		in := drawPlaceInput(t)
+		alive := aliveNodeSet(in.nodes)
+		scores := placementScores(in, nil)
 
 		exclude := map[string]bool{"n0": true}
 		n := rapid.IntRange(0, 9).Draw(t, "n")
@@ -803,8 +815,8 @@ func assignmentOf(state map[string]map[string]bool) Assignment {
 	return out
 }
 
-func stepsEqual(got, want []step) bool {
-	return slices.EqualFunc(got, want, func(g, w step) bool {
+func rebalanceStepsEqual(got, want []rebalanceStep) bool {
+	return slices.EqualFunc(got, want, func(g, w rebalanceStep) bool {
 		return g.check == w.check && g.from == w.from && g.to == w.to && math.Abs(g.gain-w.gain) < 1e-9
 	})
 }
@@ -832,7 +844,7 @@ func BenchmarkPlace(b *testing.B) {
 		}
 	})
 	// A node dies and load shifts: forced moves plus a full rebalance budget.
-	shifted := withStatus(nodes, "node-07", false)
+	shifted := nodesWithStatus(nodes, "node-07", false)
 	for i := range shifted {
 		shifted[i].Load = float64((i+3)%7) / 5
 	}
