@@ -239,3 +239,57 @@ func TestRunAllWithNodeGone(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterSweep(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/fail") {
+			w.WriteHeader(500)
+		}
+	}))
+	defer target.Close()
+	tc := startCluster(t, "", 0.1, 0.1, 0.1)
+	var targets []string
+	for i := range 300 {
+		path := "/ok"
+		if i%30 == 0 {
+			path = "/fail"
+		}
+		targets = append(targets, fmt.Sprintf("%s%s/%d", target.URL, path, i))
+	}
+	targets = append(targets, "not a url")
+	var out api.SweepResponse
+	code, raw := sendJSON(t, "POST", tc.urls[0]+"/v1/sweep", map[string]any{
+		"check": map[string]any{"type": "http", "timeout": "2s", "interval": "2s"}, "targets": targets,
+	}, &out)
+	if code != 200 {
+		t.Fatalf("sweep: %d %s", code, raw)
+	}
+	s := out.Summary
+	if s.Targets != 301 || s.ByStatus["passing"] != 290 || s.ByStatus["critical"] != 11 || len(out.Results) != 301 {
+		t.Fatalf("sweep summary %+v", s)
+	}
+	if len(s.ByNode) != 3 {
+		t.Errorf("sweep ran on %v, want all three nodes", s.ByNode)
+	}
+	for i, r := range out.Results {
+		if r.Target != targets[i] {
+			t.Fatalf("result %d is for %q, want %q", i, r.Target, targets[i])
+		}
+		wantPass := i < 300 && i%30 != 0
+		if (r.Status == "passing") != wantPass {
+			t.Errorf("result %d (%s): %s %s", i, r.Target, r.Status, r.Output)
+		}
+	}
+	if out.Results[300].Reason != "config" {
+		t.Errorf("an invalid target must fail with reason config: %+v", out.Results[300])
+	}
+	if s.P99Seconds <= 0 || len(s.Slowest) != 5 || len(s.Failing) != 11 {
+		t.Errorf("summary percentiles/slowest/failing: %+v", s)
+	}
+	// exec is refused.
+	if code, raw := sendJSON(t, "POST", tc.urls[0]+"/v1/sweep", map[string]any{
+		"check": map[string]any{"type": "exec", "exec": map[string]any{"command": []string{"true"}}}, "targets": []string{"x"},
+	}, nil); code != 400 && code != 403 {
+		t.Errorf("exec sweep: %d %s", code, raw)
+	}
+}

@@ -32,6 +32,7 @@ func (a *Agent) Handler() http.Handler {
 	v1.HandleFunc("GET /v1/agent", a.handleAgent)
 	v1.HandleFunc("GET /v1/checks", a.handleChecks)
 	v1.HandleFunc("POST /v1/run", a.handleRun)
+	v1.HandleFunc("POST /v1/sweep", a.handleSweep)
 	v1.HandleFunc("GET /v1/members", a.handleMembers)
 	v1.HandleFunc("POST /v1/members/join", a.handleJoin)
 	v1.HandleFunc("POST /v1/members/leave", a.handleLeave)

@@ -47,6 +47,7 @@ func (a *Agent) rpcHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /rpc/run", a.rpcRun)
 	mux.HandleFunc("POST /rpc/keyring", a.rpcKeyring)
+	mux.HandleFunc("POST /rpc/sweep", a.rpcSweep)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if keys := a.parts.Membership.ListKeys(); len(keys) > 0 {
 			got := r.Header.Get(rpcAuthHeader)

@@ -152,6 +152,19 @@ func TestClusterProcesses(t *testing.T) {
 	}
 	t.Logf("picket run http --all:\n%s", out)
 
+	// Sweep 1000 local targets spread over the nodes.
+	var urls strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&urls, "%s/t/%d\n", target.URL, i)
+	}
+	urlsFile := filepath.Join(t.TempDir(), "urls.txt")
+	os.WriteFile(urlsFile, []byte(urls.String()), 0o600)
+	out, err = n1.cli(t, "sweep", "http", "-f", urlsFile)
+	if err != nil || !strings.Contains(out, "1000 targets") || !strings.Contains(out, "passing   1000") {
+		t.Errorf("picket sweep: %v\n%s", err, out)
+	}
+	t.Logf("picket sweep http -f urls.txt (1000 targets):\n%s", out)
+
 	out, err = n1.cli(t, "ping", "n2")
 	if err != nil || !strings.Contains(out, "n2: rtt") {
 		t.Errorf("picket ping n2: %v %q", err, out)

@@ -45,6 +45,7 @@ type Check struct {
 type Result struct {
 	Node            string         `json:"node"`
 	Check           string         `json:"check,omitempty"`
+	Target          string         `json:"target,omitempty"` // sweeps
 	Status          string         `json:"status"`
 	Reason          string         `json:"reason,omitempty"`
 	Output          string         `json:"output"`
@@ -136,4 +137,38 @@ type KeyInfo struct {
 	Key       string `json:"key"`
 	Nodes     int    `json:"nodes"`      // members that have it installed
 	PrimaryOn int    `json:"primary_on"` // members that encrypt with it
+}
+
+// SweepRequest is POST /v1/sweep: one check definition run against many targets, which are
+// spread over the alive nodes by load. The target replaces the check's target field (the
+// URL of http, the address of tcp, tls and grpc, the name of dns).
+type SweepRequest struct {
+	Check   json.RawMessage `json:"check"`
+	Targets []string        `json:"targets"`
+}
+
+// SweepResponse answers POST /v1/sweep.
+type SweepResponse struct {
+	Summary SweepSummary `json:"summary"`
+	Results []Result     `json:"results"` // one per target, in the order given
+}
+
+// SweepSummary reduces a sweep's results.
+type SweepSummary struct {
+	Targets         int            `json:"targets"`
+	ByStatus        map[string]int `json:"by_status"`
+	ByNode          map[string]int `json:"by_node"`
+	P50Seconds      float64        `json:"p50_seconds"`
+	P90Seconds      float64        `json:"p90_seconds"`
+	P99Seconds      float64        `json:"p99_seconds"`
+	Slowest         []Result       `json:"slowest"` // up to 5
+	Failing         []Result       `json:"failing"` // up to 20 non-passing results
+	DurationSeconds float64        `json:"duration_seconds"`
+}
+
+// SweepProgress is one Server-Sent Event of a streamed sweep (Accept: text/event-stream):
+// "progress" events while it runs, then one "result" event with the SweepResponse.
+type SweepProgress struct {
+	Done  int `json:"done"`
+	Total int `json:"total"`
 }

@@ -44,6 +44,7 @@ func commands() map[string]command {
 		"version":  {"print the version", runVersion},
 		"checks":   {"list checks with their nodes and status", runChecks},
 		"run":      {"run a check once: picket run TYPE TARGET [--node N | --all]", runRun},
+		"sweep":    {"run a check against many targets spread over the cluster: picket sweep TYPE -f FILE", runSweep},
 		"members":  {"list cluster members", runMembers},
 		"join":     {"join the cluster through gossip addresses", runJoin},
 		"leave":    {"leave the cluster gracefully and stop the agent", runLeave},
