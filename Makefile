@@ -9,7 +9,7 @@ IMAGE    ?= picket:dev
 GO       ?= go
 PKGS      = $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: help build run test e2e bench lint fmt docker clean
+.PHONY: help build run test e2e otelcol bench lint fmt docker clean
 
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ lint: ## gofmt, go vet, go mod tidy check
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+otelcol: ## the small OTel Collector the e2e tests export to (its own module in e2e/otelcol)
+	e2e/otelcol/build.sh
 
 docker: build ## image $(IMAGE) FROM scratch with the static binary
 	mkdir -p build/docker/data
