@@ -70,6 +70,9 @@ type Agent struct {
 	log       *slog.Logger
 	events    *eventLog
 	rpcClient *http.Client
+	// memberEvents is subscribed in New, so no membership event is missed before Run.
+	memberEvents      <-chan cluster.Event
+	unsubscribeEvents func()
 
 	mu      sync.RWMutex
 	cfg     *config.Config // current effective config; replaced by Reload
@@ -92,12 +95,15 @@ func New(p Parts) (*Agent, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("agent: missing parts %v", missing)
 	}
+	evs, unsubscribe := p.Membership.Subscribe(256)
 	return &Agent{
-		parts:     p,
-		cfg:       p.Config,
-		log:       p.Logger.With("component", "agent"),
-		events:    newEventLog(),
-		rpcClient: p.RPC.HTTPClient(),
+		parts:             p,
+		cfg:               p.Config,
+		log:               p.Logger.With("component", "agent"),
+		events:            newEventLog(),
+		rpcClient:         p.RPC.HTTPClient(),
+		memberEvents:      evs,
+		unsubscribeEvents: unsubscribe,
 	}, nil
 }
 

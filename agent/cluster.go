@@ -326,13 +326,12 @@ func (a *Agent) refreshMeta(ctx context.Context) error {
 
 // watchMembership turns membership events into /v1/events entries until ctx ends.
 func (a *Agent) watchMembership(ctx context.Context) error {
-	ch, cancel := a.parts.Membership.Subscribe(256)
-	defer cancel()
+	defer a.unsubscribeEvents()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-ch:
+		case ev, ok := <-a.memberEvents:
 			if !ok {
 				return nil
 			}

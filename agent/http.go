@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/picket-dev/picket/agent/ui"
 )
 
 // Body limits of the API. Larger bodies get 413.
@@ -24,6 +26,8 @@ func (a *Agent) Handler() http.Handler {
 		io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", a.handleReady)
+	mux.Handle("GET /ui/", ui.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusFound))
 	if h := a.parts.MetricsHandler; h != nil {
 		mux.Handle("GET /metrics", h)
 	}
