@@ -539,6 +539,16 @@ type Stats struct {
 	MemoryBytes int64 `json:"memory_bytes"`
 }
 
+// Len returns the number of retained records (cheaper than Stats).
+func (s *Store) Len() (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.st == nil {
+		return 0, ErrClosed
+	}
+	return s.st.idx.len(), nil
+}
+
 // Stats returns the store's current figures.
 func (s *Store) Stats() (Stats, error) {
 	s.mu.RLock()

@@ -122,6 +122,44 @@ func TestApplyDedupe(t *testing.T) {
 	}
 }
 
+func TestApplyBatchReportsLevels(t *testing.T) {
+	s := open(t, config.Retention{})
+	tests := []struct {
+		name string
+		b    Batch
+		want Applied
+	}{
+		{"new records", Batch{Now: t0, IdempotencyKey: "k", Records: []Record{
+			rec("a", 1, "info", "x", t0), rec("a", 2, "WARNING", "x", t0), rec("a", 3, "info", "x", t0)}},
+			Applied{Accepted: 3, New: map[string]int{"info": 2, "warn": 1}}},
+		{"duplicates count nothing", Batch{Now: t0, Records: []Record{rec("a", 2, "error", "x", t0)}},
+			Applied{}},
+		{"replayed key", Batch{Now: t0, IdempotencyKey: "k", Records: []Record{rec("a", 9, "error", "x", t0)}},
+			Applied{Accepted: 3, Replay: true}},
+	}
+	for _, tt := range tests {
+		got, err := s.ApplyBatch(tt.b)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got.Accepted != tt.want.Accepted || got.Replay != tt.want.Replay || len(got.New) != len(tt.want.New) {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
+		for l, n := range tt.want.New {
+			if got.New[l] != n {
+				t.Errorf("%s: New[%s] = %d, want %d", tt.name, l, got.New[l], n)
+			}
+		}
+	}
+	if n, err := s.Len(); n != 3 || err != nil {
+		t.Errorf("Len = %d, %v", n, err)
+	}
+	_ = s.Close()
+	if _, err := s.Len(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Len after Close: %v", err)
+	}
+}
+
 func TestIdempotencyKey(t *testing.T) {
 	s := open(t, config.Retention{}, WithKeyWindow(time.Hour, 2))
 	b := Batch{Records: []Record{rec("a", 1, "info", "x", t0), rec("a", 2, "info", "y", t0)}, IdempotencyKey: "k1", Now: t0}
