@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/picket-dev/picket/checks"
 	"github.com/picket-dev/picket/cluster"
 	"github.com/picket-dev/picket/internal/config"
@@ -30,7 +32,11 @@ type Runner interface {
 type Scheduler interface {
 	Runner
 	Set(defs []config.Check)
+	// SetWith is Set with options: cluster checks just assigned here start at once.
+	SetWith(defs []config.Check, o checks.SetOptions)
 	Snapshot() []checks.CheckStatus
+	// Changed returns a channel closed at the next result or Set.
+	Changed() <-chan struct{}
 	RunOnce(ctx context.Context, c config.Check) checks.Result
 }
 
@@ -51,8 +57,20 @@ type Parts struct {
 	// Membership is the gossip membership, created (bound) but not yet running.
 	Membership *cluster.Membership
 	// RPC is the listening RPC port; the agent serves agent RPC on it and closes it last.
-	RPC            *cluster.Mux
+	RPC *cluster.Mux
+	// Raft is this agent's Raft member; nil when cluster.server is false.
+	Raft *cluster.Raft
+	// Leader reaches the aggregator (NewLeader).
+	Leader *Leader
+	// Shipper delivers the agent's own records and /v1/logs posts to the aggregator; the
+	// agent runs it and closes it after Run.
+	Shipper *cluster.Shipper
+	// LogExport, when set, exports the cluster log over OTLP while this agent is the
+	// aggregator.
+	LogExport      *LogExport
 	MetricsHandler http.Handler // may be nil: /metrics answers 404
+	// Meter creates the agent's own instruments (picket_placement_*); nil disables them.
+	Meter metric.Meter
 	// Listener is the HTTP API's listener, already bound.
 	Listener net.Listener
 	// TLS, when set, serves the HTTP API over TLS.
@@ -73,6 +91,11 @@ type Agent struct {
 	// memberEvents is subscribed in New, so no membership event is missed before Run.
 	memberEvents      <-chan cluster.Event
 	unsubscribeEvents func()
+	// Cluster checks: this agent's share (runner), the aggregator's state (pl), and the
+	// decoded definitions both use.
+	runner *runner
+	pl     *placement
+	defs   *defCache
 
 	mu      sync.RWMutex
 	cfg     *config.Config // current effective config; replaced by Reload
@@ -86,7 +109,7 @@ func New(p Parts) (*Agent, error) {
 	for name, ok := range map[string]bool{
 		"Config": p.Config != nil, "Logger": p.Logger != nil, "Scheduler": p.Scheduler != nil,
 		"Load": p.Load != nil, "Membership": p.Membership != nil, "RPC": p.RPC != nil,
-		"Listener": p.Listener != nil,
+		"Listener": p.Listener != nil, "Leader": p.Leader != nil, "Shipper": p.Shipper != nil,
 	} {
 		if !ok {
 			missing = append(missing, name)
@@ -95,15 +118,23 @@ func New(p Parts) (*Agent, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("agent: missing parts %v", missing)
 	}
+	log := p.Logger.With("component", "agent")
+	pl, err := newPlacement(p.Logger, p.Meter)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	evs, unsubscribe := p.Membership.Subscribe(256)
 	return &Agent{
 		parts:             p,
 		cfg:               p.Config,
-		log:               p.Logger.With("component", "agent"),
+		log:               log,
 		events:            newEventLog(),
 		rpcClient:         p.RPC.HTTPClient(),
 		memberEvents:      evs,
 		unsubscribeEvents: unsubscribe,
+		runner:            newRunner(),
+		pl:                pl,
+		defs:              newDefCache(log.Warn),
 	}, nil
 }
 
@@ -151,7 +182,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.stopFn = stop
 	a.mu.Unlock()
 
-	a.parts.Scheduler.Set(a.Config().Checks)
+	a.applyChecks()
 
 	rpcSrv := &http.Server{
 		Handler:           a.rpcHandler(),
@@ -164,12 +195,27 @@ func (a *Agent) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 	}
-	parts := []part{
-		{"rpc", serve(rpcSrv, a.parts.RPC.AgentListener(), nil)},
-		{"membership", a.parts.Membership.Run},
-		{"events", a.watchMembership},
-		{"meta", a.refreshMeta},
+	parts := []part{{"rpc", serve(rpcSrv, a.parts.RPC.AgentListener(), nil)}}
+	if a.parts.Raft != nil {
+		parts = append(parts, part{"raft", a.parts.Raft.Run})
 	}
+	parts = append(parts,
+		part{"membership", a.parts.Membership.Run},
+		part{"events", a.watchMembership},
+		part{"meta", a.refreshMeta},
+		part{"shipper", a.parts.Shipper.Run},
+	)
+	if a.parts.Raft != nil {
+		parts = append(parts, part{"leadership", a.watchLeadership}, part{"placement", a.runPlacement})
+		if a.parts.LogExport != nil {
+			parts = append(parts, part{"log export", a.exportLogs})
+		}
+	}
+	parts = append(parts,
+		part{"assignments", a.followAssignments},
+		part{"results", a.reportResults},
+		part{"config checks", a.sendConfigChecks},
+	)
 	if a.parts.Collectors != nil {
 		parts = append(parts, part{"collectors", a.parts.Collectors.Run})
 	}
@@ -215,6 +261,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.parts.RPC.Close()
+	if err := a.parts.Shipper.Close(); err != nil {
+		a.log.Warn("close the log spool", "err", err)
+	}
 	if a.parts.Shutdown != nil {
 		flushCtx, cancel := context.WithTimeout(context.Background(), StopTimeout)
 		defer cancel()
@@ -264,21 +313,26 @@ func (a *Agent) OnTransition(t checks.Transition) {
 	if t.Flapping {
 		detail = "flapping: " + detail
 	}
-	a.events.add(Event{Time: t.Time, Type: "check", Node: t.Node, Check: t.Check,
-		From: t.From.String(), To: t.To.String(), Detail: detail})
+	e := Event{Time: t.Time, Type: "check", Node: t.Node, Check: t.Check,
+		From: t.From.String(), To: t.To.String(), Detail: detail}
+	a.events.add(e)
+	a.shipEvent(e)
 }
 
 // Reload applies a new configuration. Settings that need a restart are refused as a whole
-// with an error naming them; otherwise the check set is replaced (unchanged checks keep their
-// state and history) and the new config becomes current.
+// with an error naming them; otherwise the new config becomes current, the check set is
+// replaced (unchanged checks keep their state and history) and the config's cluster checks
+// are sent to the aggregator.
 func (a *Agent) Reload(next *config.Config) error {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if keys := config.RestartRequired(a.cfg, next); len(keys) > 0 {
+		a.mu.Unlock()
 		return fmt.Errorf("%w: %v changed; restart picket to apply them (the running config is kept)", ErrRestartRequired, keys)
 	}
-	a.parts.Scheduler.Set(next.Checks)
 	a.cfg = next
+	a.mu.Unlock()
+	a.applyChecks()
+	a.kickConfigChecks()
 	a.log.Info("configuration reloaded", "checks", len(next.Checks), "config_hash", next.Hash())
 	return nil
 }

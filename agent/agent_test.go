@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +61,22 @@ func startAgentLoad(t *testing.T, cfg *config.Config, load LoadSource) (*Agent, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	rn, err := cluster.NewRaft(cluster.RaftOptions{
+		NodeName: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "raft"), Config: cfg.Cluster,
+		Retention: cfg.Logs.Retention, Layer: mux.RaftLayer(), Advertise: mux.Addr().String(),
+		Members: ms.Members, Logger: logger.With("component", "raft"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := NewLeader(ms, rn, mux)
+	shipper, err := cluster.NewShipper(cluster.ShipperOptions{
+		Node: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "spool"), SpoolMaxBytes: 1 << 20,
+		Sink: leader, Logger: logger.With("component", "shipper"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var a *Agent
 	sched, err := checks.NewScheduler(checks.Options{
 		Node: cfg.NodeName, Probers: checks.Probers(), Meter: noop.NewMeterProvider().Meter("test"), Logger: logger,
@@ -69,7 +87,7 @@ func startAgentLoad(t *testing.T, cfg *config.Config, load LoadSource) (*Agent, 
 	}
 	a, err = New(Parts{
 		Config: cfg, Logger: logger, Version: "test", Scheduler: sched, Load: load,
-		Membership: ms, RPC: mux, Listener: ln,
+		Membership: ms, RPC: mux, Listener: ln, Raft: rn, Leader: leader, Shipper: shipper,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +122,7 @@ func testNodeConfig(t *testing.T, name string) *config.Config {
 	cfg.Cluster.Bind = "127.0.0.1:0"
 	cfg.Cluster.RPC = "127.0.0.1:0"
 	cfg.Cluster.Profile = "fast"
+	cfg.Cluster.Raft.Voters, cfg.Cluster.Raft.BootstrapExpect = 1, 1
 	return cfg
 }
 
@@ -129,6 +148,13 @@ func TestAuthAndLimits(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.HTTP.Token = "tok"
 	_, base := startAgent(t, cfg)
+	// A lone voter elects itself: /readyz turns 200 once it is the aggregator.
+	waitFor(t, 10*time.Second, func() string {
+		if code, body := do(t, "GET", base+"/readyz", "", nil); code != 200 {
+			return fmt.Sprintf("readyz %d %s", code, body)
+		}
+		return ""
+	})
 
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "fine") }))
 	defer target.Close()

@@ -307,7 +307,17 @@ func (a *Agent) writeKeyring(w http.ResponseWriter, k api.Keyring) {
 func (a *Agent) refreshMeta(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var leader string
 	for {
+		a.updateRoles()
+		if a.parts.Raft == nil {
+			// Agents outside Raft learn about a new aggregator by gossip.
+			if info, ok := a.parts.Leader.Info(); ok && info.Name != leader {
+				leader = info.Name
+				a.leaderEvent(info, true)
+				a.parts.Shipper.Kick()
+			}
+		}
 		load := a.parts.Load.Load()
 		hash := a.Config().Hash()
 		if err := a.parts.Membership.UpdateMeta(func(m *cluster.Meta) {
@@ -335,7 +345,12 @@ func (a *Agent) watchMembership(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			a.events.add(Event{Time: ev.Time, Type: ev.Type, Node: ev.Node, Detail: ev.Detail})
+			e := Event{Time: ev.Time, Type: ev.Type, Node: ev.Node, Detail: ev.Detail}
+			a.events.add(e)
+			// The aggregator's view goes to the cluster log once, not once per observer.
+			if ev.Type != cluster.EventUpdate && a.parts.Leader.local() {
+				a.shipEvent(e)
+			}
 		}
 	}
 }

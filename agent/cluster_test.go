@@ -75,6 +75,7 @@ func startCluster(t *testing.T, key string, loads ...float64) *testCluster {
 	for i, load := range loads {
 		cfg := testNodeConfig(t, fmt.Sprintf("n%d", i+1))
 		cfg.Cluster.Key = config.Secret(key)
+		cfg.Cluster.Raft.Voters, cfg.Cluster.Raft.BootstrapExpect = min(3, len(loads)), min(3, len(loads))
 		if i > 0 {
 			cfg.Cluster.Join = []string{tc.agents[0].parts.Membership.LocalNode().Address}
 		}

@@ -8,28 +8,22 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/picket-dev/picket/checks"
-	"github.com/picket-dev/picket/cluster"
 	"github.com/picket-dev/picket/internal/api"
 	"github.com/picket-dev/picket/internal/config"
 	"github.com/picket-dev/picket/internal/version"
 )
 
-// ready reports whether the agent is in a cluster, and why not.
+// ready reports whether the agent is in a cluster with a known aggregator, and why not.
 func (a *Agent) ready() (bool, string) {
-	cfg := a.Config()
-	if len(cfg.Cluster.Join) > 0 || cfg.Cluster.Discovery.DNS.Name != "" {
-		alive := 0
-		for _, m := range a.parts.Membership.Members() {
-			if m.Status == cluster.StatusAlive {
-				alive++
-			}
-		}
-		if alive < 2 {
+	info, ok := a.parts.Leader.Info()
+	if !ok {
+		cfg := a.Config()
+		if len(a.aliveMembers()) < 2 && (len(cfg.Cluster.Join) > 0 || cfg.Cluster.Discovery.DNS.Name != "") {
 			return false, "not joined yet: no seed of cluster.join or discovery has answered"
 		}
+		return false, "no aggregator elected yet: waiting for a quorum of Raft voters (cluster.raft.bootstrap_expect servers must be up)"
 	}
-	return true, "ready"
+	return true, "ready: aggregator " + info.Name
 }
 
 func (a *Agent) handleReady(w http.ResponseWriter, _ *http.Request) {
@@ -65,30 +59,6 @@ func (a *Agent) handleAgent(w http.ResponseWriter, _ *http.Request) {
 		Started:    started.UTC(),
 		Checks:     len(cfg.Checks),
 	})
-}
-
-func (a *Agent) handleChecks(w http.ResponseWriter, _ *http.Request) {
-	node := a.Config().NodeName
-	snap := a.parts.Scheduler.Snapshot()
-	out := make([]api.Check, 0, len(snap))
-	for _, s := range snap {
-		res := api.NewResult(node, s.Last)
-		if s.Last.Time.IsZero() {
-			res.Status = checks.Unknown.String() // no run yet
-		}
-		out = append(out, api.Check{
-			Name:      s.Check.Name,
-			Type:      s.Check.Type,
-			Placement: s.Check.Placement,
-			Nodes:     []string{node},
-			Status:    s.Status.String(),
-			Flapping:  s.Flapping,
-			Since:     s.Since.UTC(),
-			Output:    s.Last.Output,
-			Results:   []api.Result{res},
-		})
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // errExecOverAPI refuses exec checks from the network: commands come only from local files.

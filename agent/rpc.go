@@ -48,6 +48,15 @@ func (a *Agent) rpcHandler() http.Handler {
 	mux.HandleFunc("POST /rpc/run", a.rpcRun)
 	mux.HandleFunc("POST /rpc/keyring", a.rpcKeyring)
 	mux.HandleFunc("POST /rpc/sweep", a.rpcSweep)
+	mux.HandleFunc("POST /rpc/logs", a.rpcLogs)
+	mux.HandleFunc("POST /rpc/logs/query", a.rpcLogsQuery)
+	mux.HandleFunc("GET /rpc/logs/follow", a.rpcLogsFollow)
+	mux.HandleFunc("POST /rpc/registry", a.rpcRegistry)
+	mux.HandleFunc("POST /rpc/leader", a.rpcLeader)
+	mux.HandleFunc("POST /rpc/checks", a.rpcChecks)
+	mux.HandleFunc("POST /rpc/checks/sync", a.rpcSync)
+	mux.HandleFunc("POST /rpc/checks/results", a.rpcResults)
+	mux.HandleFunc("POST /rpc/checks/assignments", a.rpcAssignments)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if keys := a.parts.Membership.ListKeys(); len(keys) > 0 {
 			got := r.Header.Get(rpcAuthHeader)

@@ -73,9 +73,10 @@ type CheckStatus struct {
 // Scheduler runs checks on their intervals and tracks their states. One goroutine (Run's)
 // keeps every check in a heap ordered by next due time and starts each run in its own
 // goroutine, so thousands of checks cost one timer. Each check's first run is at a random
-// point within its first interval, then it runs at a fixed cadence; a check never overlaps
-// itself (a run still going when the next is due makes that slot skipped and counted in
-// picket_check_skipped_total), and at most MaxConcurrent probes run at once.
+// point within its first interval (at once for SetOptions.StartNow), then it runs at a
+// fixed cadence; a check never overlaps itself (a run still going when the next is due
+// makes that slot skipped and counted in picket_check_skipped_total), and at most
+// MaxConcurrent probes run at once.
 //
 // All methods are safe for concurrent use.
 type Scheduler struct {
@@ -96,7 +97,8 @@ type Scheduler struct {
 	mu      sync.Mutex
 	checks  map[string]*entry
 	due     dueHeap
-	started bool // Run has begun: new entries are put on the heap at once
+	started bool          // Run has begun: new entries are put on the heap at once
+	changed chan struct{} // closed at the next applied result or Set; see Changed
 }
 
 // entry is one check definition being scheduled. def, attrs, interval and timeout never
@@ -109,6 +111,7 @@ type entry struct {
 	timeout  time.Duration
 
 	tracker    *Tracker
+	startNow   bool      // the first run is due at once instead of after a random jitter
 	next       time.Time // next due time; zero until scheduled
 	index      int       // position in the heap, -1 when not in it
 	running    bool
@@ -135,6 +138,7 @@ func NewScheduler(o Options) (*Scheduler, error) {
 		onTransition: o.OnTransition,
 		wake:         make(chan struct{}, 1),
 		checks:       map[string]*entry{},
+		changed:      make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -167,7 +171,19 @@ func NewScheduler(o Options) (*Scheduler, error) {
 // jittered first run); a removed one stops, its in-flight run is canceled and its result
 // dropped, and its gauge series disappear. Names should be unique; for a repeated name the
 // last definition wins and the repetition is logged. Set may be called before or during Run.
-func (s *Scheduler) Set(defs []config.Check) {
+func (s *Scheduler) Set(defs []config.Check) { s.SetWith(defs, SetOptions{}) }
+
+// SetOptions modify one SetWith call.
+type SetOptions struct {
+	// StartNow names checks whose first run is due at once instead of at a random point
+	// within their first interval, when this call starts them fresh (new or changed). It
+	// does not touch the schedule of a check that is kept. Used for cluster checks that
+	// were just assigned to this node, so that re-homing does not wait for the jitter.
+	StartNow map[string]bool
+}
+
+// SetWith is Set with options.
+func (s *Scheduler) SetWith(defs []config.Check, o SetOptions) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -183,7 +199,9 @@ func (s *Scheduler) Set(defs []config.Check) {
 			kept++
 			continue
 		}
-		next[d.Name] = s.newEntry(d, now)
+		e := s.newEntry(d, now)
+		e.startNow = o.StartNow[d.Name]
+		next[d.Name] = e
 	}
 	removed := 0
 	for name, old := range s.checks {
@@ -201,8 +219,25 @@ func (s *Scheduler) Set(defs []config.Check) {
 		}
 		s.poke()
 	}
+	s.notifyLocked()
 	s.log.Info("checks set", "checks", len(next), "kept", kept,
 		"started", len(next)-kept, "stopped", removed)
+}
+
+// Changed returns a channel that is closed at the next change of what Snapshot returns:
+// a result applied to a check's state, or a Set. Take the channel before reading the
+// Snapshot so that no change is missed. It lets a caller follow results without a hook
+// wired at construction.
+func (s *Scheduler) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// notifyLocked wakes the waiters of Changed. Callers hold s.mu.
+func (s *Scheduler) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // newEntry returns a fresh, unscheduled entry for d.
@@ -218,10 +253,13 @@ func (s *Scheduler) newEntry(d config.Check, now time.Time) *entry {
 	return e
 }
 
-// schedule puts e on the heap, due at a random point within its first interval from now.
-// Callers hold s.mu.
+// schedule puts e on the heap, due at a random point within its first interval from now,
+// or at once when e.startNow. Callers hold s.mu.
 func (s *Scheduler) schedule(e *entry, now time.Time) {
-	e.next = now.Add(time.Duration(s.randN(int64(e.interval))))
+	e.next = now
+	if !e.startNow {
+		e.next = now.Add(time.Duration(s.randN(int64(e.interval))))
+	}
 	heap.Push(&s.due, e)
 }
 
@@ -348,6 +386,7 @@ func (s *Scheduler) runScheduled(ctx context.Context, e *entry, due time.Time) {
 	if !r.CertExpiry.IsZero() {
 		e.certExpiry = r.CertExpiry
 	}
+	s.notifyLocked()
 	s.mu.Unlock()
 
 	s.metrics.recordRun(ctx, e.def.Name, s.node, r)

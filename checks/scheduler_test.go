@@ -854,3 +854,84 @@ func BenchmarkScheduler(b *testing.B) {
 		b.ReportMetric(float64(late[len(late)-1].Microseconds())/1000, "max-late-ms")
 	}
 }
+
+// TestSchedulerSetWithStartNow: a check named in StartNow runs at once when it starts
+// fresh, while the others keep their jitter, and a kept check's schedule is not touched.
+func TestSchedulerSetWithStartNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log := newProbeLog()
+		const iv = 100 * time.Millisecond
+		h := newHarness(t, Options{
+			Probers: map[string]Prober{"fake": log.wrap(passProbe)},
+			Rand:    func(n int64) int64 { return n / 2 },
+		})
+		h.run()
+		defer h.stop(t)
+		t0 := time.Now()
+		h.s.SetWith([]config.Check{schedCheck("now", iv, 10*time.Millisecond), schedCheck("later", iv, 10*time.Millisecond)},
+			SetOptions{StartNow: map[string]bool{"now": true}})
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		// Kept as is: StartNow does not reset an unchanged check.
+		t1 := time.Now()
+		h.s.SetWith([]config.Check{schedCheck("now", iv, 10*time.Millisecond), schedCheck("later", iv, 10*time.Millisecond)},
+			SetOptions{StartNow: map[string]bool{"now": true, "later": true}})
+		time.Sleep(240 * time.Millisecond)
+		synctest.Wait()
+		starts := func(name string) []time.Duration {
+			var out []time.Duration
+			for _, st := range log.startsOf(name) {
+				out = append(out, st.Sub(t0))
+			}
+			return out
+		}
+		if got, want := fmt.Sprint(starts("now")), fmt.Sprint([]time.Duration{0, iv, 2 * iv}); got != want {
+			t.Errorf("StartNow check ran at %s, want %s", got, want)
+		}
+		if got, want := fmt.Sprint(starts("later")), fmt.Sprint([]time.Duration{iv / 2, 3 * iv / 2, 5 * iv / 2}); got != want {
+			t.Errorf("jittered check ran at %s, want %s (kept despite StartNow at +%v)", got, want, t1.Sub(t0))
+		}
+	})
+}
+
+// TestSchedulerChanged: the channel of Changed closes at the next result and at Set, and
+// not otherwise.
+func TestSchedulerChanged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Options{Probers: map[string]Prober{"fake": passProbe}})
+		closed := func(ch <-chan struct{}) bool {
+			select {
+			case <-ch:
+				return true
+			default:
+				return false
+			}
+		}
+		ch := h.s.Changed()
+		h.s.Set([]config.Check{schedCheck("a", 100*time.Millisecond, 10*time.Millisecond)})
+		if !closed(ch) {
+			t.Fatal("Set did not close the Changed channel")
+		}
+		ch = h.s.Changed()
+		h.run()
+		defer h.stop(t)
+		synctest.Wait() // the first run (Rand gives 0) is done
+		if !closed(ch) {
+			t.Fatal("a result did not close the Changed channel")
+		}
+		ch = h.s.Changed()
+		time.Sleep(50 * time.Millisecond)
+		synctest.Wait()
+		if closed(ch) {
+			t.Fatal("the Changed channel closed with no result and no Set")
+		}
+		time.Sleep(60 * time.Millisecond)
+		synctest.Wait()
+		if !closed(ch) {
+			t.Fatal("the second result did not close the Changed channel")
+		}
+		if st := h.status(t, "a"); st.Status != Passing {
+			t.Errorf("status %v, want passing", st.Status)
+		}
+	})
+}

@@ -27,6 +27,7 @@ cluster:
   key: "%s"
   profile: fast
   join: [%s]
+  raft: {voters: 3, bootstrap_expect: 3}
 collectors: {interval: 2s}
 `
 

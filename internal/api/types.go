@@ -12,6 +12,9 @@ import (
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"`
+	// Code names the kind of error for programs: not_leader, no_leader, name_taken,
+	// not_owner, unknown, invalid. Empty for others.
+	Code string `json:"code,omitempty"`
 }
 
 // Agent is GET /v1/agent.
@@ -171,4 +174,38 @@ type SweepSummary struct {
 type SweepProgress struct {
 	Done  int `json:"done"`
 	Total int `json:"total"`
+}
+
+// LogRecord is one record of POST /v1/logs.
+type LogRecord struct {
+	Time    time.Time         `json:"time"` // default: when the agent received it
+	Level   string            `json:"level"`
+	Message string            `json:"message"`
+	Attrs   map[string]string `json:"attrs"`
+}
+
+// LogsAccepted answers POST /v1/logs once the records are committed.
+type LogsAccepted struct {
+	Accepted int `json:"accepted"`
+}
+
+// Leader is GET /v1/leader.
+type Leader struct {
+	Name    string `json:"name"`
+	Address string `json:"address"` // RPC address
+	Term    uint64 `json:"term"`
+}
+
+// Registration is one global name of /v1/registry.
+type Registration struct {
+	Name  string    `json:"name"`
+	Owner string    `json:"owner"`
+	Value string    `json:"value"`
+	Since time.Time `json:"since"`
+}
+
+// RegisterRequest is the optional body of PUT /v1/registry/{name}.
+type RegisterRequest struct {
+	Value string `json:"value"`
+	Owner string `json:"owner,omitempty"` // default: the agent that receives the request
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -68,14 +69,15 @@ func runAgent(e *env, args []string) int {
 		return e.errorf("%v", err)
 	}
 	level := new(slog.LevelVar)
-	logger := newLogger(e.stderr, cfg.Log, level)
+	ship := agent.NewShipHandler(newLogger(e.stderr, cfg.Log, level).Handler(), slog.LevelWarn, cfg.NodeName)
+	logger := slog.New(ship)
 	if *path == "" {
 		logger.Info("no -c given: running the embedded single-node default")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := wire(ctx, cfg, logger)
+	a, err := wire(ctx, cfg, logger, ship)
 	if err != nil {
 		return e.errorf("%v", err)
 	}
@@ -122,7 +124,7 @@ func reload(e *env, path string, a *agent.Agent, level *slog.LevelVar, logger *s
 
 // wire builds the agent's parts from the configuration, binding every port up front so a
 // busy port fails the start with a clear error. The agent owns the parts from then on.
-func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agent.Agent, err error) {
+func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger, ship *agent.ShipHandler) (a *agent.Agent, err error) {
 	var cleanup []func()
 	defer func() {
 		if err != nil {
@@ -172,6 +174,7 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agen
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { mux.Close() })
+	rpcAddr := advertiseRPC(cfg.Cluster, mux.Addr())
 	roles := []string{}
 	if cfg.Cluster.Server {
 		roles = append(roles, "server")
@@ -180,7 +183,7 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agen
 		Config:   cfg.Cluster,
 		NodeName: cfg.NodeName,
 		Meta: cluster.Meta{
-			RPCAddr:    advertiseRPC(cfg.Cluster, mux.Addr()),
+			RPCAddr:    rpcAddr,
 			HTTPAddr:   ln.Addr().String(),
 			Roles:      roles,
 			Load:       cols.Load(),
@@ -193,6 +196,48 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agen
 		return nil, err
 	}
 	cleanup = append(cleanup, func() { ms.Close() })
+
+	var rn *cluster.Raft
+	if cfg.Cluster.Server {
+		rn, err = cluster.NewRaft(cluster.RaftOptions{
+			NodeName:  cfg.NodeName,
+			Dir:       filepath.Join(cfg.DataDir, "raft"),
+			Config:    cfg.Cluster,
+			Retention: cfg.Logs.Retention,
+			Layer:     mux.RaftLayer(),
+			Advertise: rpcAddr,
+			Members:   ms.Members,
+			Logger:    logger.With("component", "raft"),
+			Meter:     mp.Meter("picket/raft"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("raft: %w", err)
+		}
+		cleanup = append(cleanup, func() { rn.Close() })
+	}
+	leader := agent.NewLeader(ms, rn, mux)
+	shipper, err := cluster.NewShipper(cluster.ShipperOptions{
+		Node:          cfg.NodeName,
+		Dir:           filepath.Join(cfg.DataDir, "spool"),
+		SpoolMaxBytes: int64(cfg.Logs.Spool.MaxBytes),
+		Sink:          leader,
+		Logger:        logger.With("component", "shipper"),
+		Meter:         mp.Meter("picket/logs"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("log spool: %w", err)
+	}
+	cleanup = append(cleanup, func() { shipper.Close() })
+	ship.Attach(shipper)
+
+	var logExport *agent.LogExport
+	if rn != nil && cfg.Exporters.OTLP.Endpoint != "" && cfg.Exporters.OTLP.Logs {
+		exp, err := tel.LogExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("exporters.otlp (logs): %w", err)
+		}
+		logExport = &agent.LogExport{Exporter: exp, Resource: res}
+	}
 
 	var ag *agent.Agent
 	sched, err := checks.NewScheduler(checks.Options{
@@ -214,6 +259,11 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger) (a *agen
 		Collectors:     cols,
 		Membership:     ms,
 		RPC:            mux,
+		Raft:           rn,
+		Leader:         leader,
+		Shipper:        shipper,
+		LogExport:      logExport,
+		Meter:          mp.Meter("picket/placement"),
 		MetricsHandler: tel.Handler(),
 		Listener:       ln,
 		TLS:            httpTLS,

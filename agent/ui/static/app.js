@@ -60,6 +60,7 @@
       records: [],
       keys: new Set(),
       filter: { level: '', node: '', contains: '', since: '', follow: true },
+      running: '', // JSON of the filter the current query and stream were started with
       ctl: null,
     },
   };
@@ -596,6 +597,7 @@
   function stopLogs() {
     if (st.logs.ctl) st.logs.ctl.abort();
     st.logs.ctl = null;
+    st.logs.running = '';
   }
 
   async function startLogs() {
@@ -604,6 +606,7 @@
     const L = st.logs;
     const ctl = new AbortController();
     L.ctl = ctl;
+    L.running = JSON.stringify(L.filter);
     L.state = 'loading';
     L.note = '';
     L.records = [];
@@ -719,13 +722,16 @@
     fill($('logs-body'), L.records.map(logRow));
   }
 
+  // filterFromForm returns the filter the form shows. It leaves st.logs.filter alone: route()
+  // applies a filter, and restarts the query only when it differs from the running one.
   function filterFromForm() {
-    const f = st.logs.filter;
-    f.level = $('f-level').value;
-    f.node = $('f-node').value;
-    f.contains = $('f-contains').value.trim();
-    f.since = $('f-since').value;
-    f.follow = $('f-follow').checked;
+    return {
+      level: $('f-level').value,
+      node: $('f-node').value,
+      contains: $('f-contains').value.trim(),
+      since: $('f-since').value,
+      follow: $('f-follow').checked,
+    };
   }
 
   function formFromFilter() {
@@ -757,12 +763,22 @@
     return `#logs${qs ? `?${qs}` : ''}`;
   }
 
+  // applyForm puts the form's filter into the address; route() then runs the query. With an
+  // unchanged address (Apply pressed again) it runs the query again here.
+  function applyForm() {
+    const f = filterFromForm();
+    const target = logsHash(f);
+    if (location.hash !== target) {
+      location.hash = target;
+      return;
+    }
+    Object.assign(st.logs.filter, f);
+    startLogs();
+  }
+
   function onFilterSubmit(ev) {
     ev.preventDefault();
-    filterFromForm();
-    const target = logsHash(st.logs.filter);
-    if (location.hash !== target) location.hash = target; // route() restarts the query
-    else startLogs();
+    applyForm();
   }
 
   // ---- routing and tabs -------------------------------------------------------------------
@@ -796,7 +812,7 @@
         level: q.get('level') || '', node: q.get('node') || '', contains: q.get('contains') || '',
         since: q.get('since') || '', follow: q.get('follow') !== 'false',
       };
-      const same = prevView === 'logs' && st.logs.ctl && JSON.stringify(next) === JSON.stringify(f);
+      const same = prevView === 'logs' && st.logs.ctl !== null && st.logs.running === JSON.stringify(next);
       Object.assign(f, next);
       formFromFilter();
       if (!same) startLogs();
@@ -1263,10 +1279,7 @@
     $('login-form').addEventListener('submit', onLogin);
     $('signout').addEventListener('click', signOut);
     $('log-filters').addEventListener('submit', onFilterSubmit);
-    $('f-follow').addEventListener('change', () => {
-      filterFromForm();
-      location.hash = logsHash(st.logs.filter);
-    });
+    $('f-follow').addEventListener('change', applyForm);
     $('f-clear').addEventListener('click', () => {
       location.hash = '#logs';
     });

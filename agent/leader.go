@@ -1,0 +1,206 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/picket-dev/picket/cluster"
+	"github.com/picket-dev/picket/internal/api"
+	"github.com/picket-dev/picket/internal/logstore"
+)
+
+// Leader talks to the aggregator (the Raft leader): locally when this agent is it, over
+// agent RPC otherwise. Agents that are not Raft voters find the leader by the "leader" role
+// it gossips. Safe for concurrent use.
+type Leader struct {
+	ms     *cluster.Membership
+	raft   *cluster.Raft // nil when this agent is not a server
+	client *http.Client
+}
+
+// NewLeader builds the leader client. raft is nil on agents with cluster.server: false.
+func NewLeader(ms *cluster.Membership, raft *cluster.Raft, mux *cluster.Mux) *Leader {
+	return &Leader{ms: ms, raft: raft, client: mux.HTTPClient()}
+}
+
+// Info returns the aggregator as this agent knows it.
+func (l *Leader) Info() (cluster.LeaderInfo, bool) {
+	if l.raft != nil {
+		return l.raft.Leader()
+	}
+	for _, m := range l.ms.Members() {
+		if m.Status == cluster.StatusAlive && hasRole(m.Meta.Roles, roleLeader) {
+			return cluster.LeaderInfo{Name: m.Name, Address: m.Meta.RPCAddr}, true
+		}
+	}
+	return cluster.LeaderInfo{}, false
+}
+
+// local reports whether this agent is the aggregator.
+func (l *Leader) local() bool { return l.raft != nil && l.raft.IsLeader() }
+
+// Roles gossiped by agents.
+const (
+	roleServer = "server" // may be a Raft voter (cluster.server)
+	roleVoter  = "voter"  // is a Raft voter now
+	roleLeader = "leader" // is the aggregator
+)
+
+func hasRole(roles []string, r string) bool {
+	for _, x := range roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// rpcError is an error answer of agent RPC, keeping its code so that sentinel errors
+// survive the network.
+type rpcError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *rpcError) Error() string { return e.msg }
+
+// Codes of agent RPC errors and the sentinels they stand for.
+var rpcCodes = map[string]error{
+	"not_leader": cluster.ErrNotLeader,
+	"no_leader":  cluster.ErrNoLeader,
+	"name_taken": cluster.ErrNameTaken,
+	"not_owner":  cluster.ErrNotOwner,
+	"unknown":    cluster.ErrUnknownName,
+	"invalid":    logstore.ErrInvalid,
+	"stale_term": cluster.ErrStaleTerm,
+	"bad_check":  cluster.ErrInvalidCommand,
+}
+
+func (e *rpcError) Unwrap() error { return rpcCodes[e.code] }
+
+// errorCode returns the RPC code of err, if it wraps one of the sentinels.
+func errorCode(err error) string {
+	// ErrNoLeader first: a not-leader error may wrap it.
+	for _, code := range []string{"no_leader", "not_leader", "name_taken", "not_owner", "unknown", "invalid", "stale_term", "bad_check"} {
+		if errors.Is(err, rpcCodes[code]) {
+			return code
+		}
+	}
+	return ""
+}
+
+// statusOf maps an aggregator error to an HTTP status.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, cluster.ErrNameTaken), errors.Is(err, cluster.ErrNotOwner):
+		return http.StatusConflict
+	case errors.Is(err, cluster.ErrUnknownName):
+		return http.StatusNotFound
+	case errors.Is(err, logstore.ErrInvalid), errors.Is(err, cluster.ErrInvalidCommand):
+		return http.StatusBadRequest
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// writeAggError answers an aggregator error with its status, its RPC code and, when the
+// aggregator is unreachable, a Retry-After.
+func writeAggError(w http.ResponseWriter, err error) {
+	status := statusOf(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, api.Error{Error: err.Error(), Code: errorCode(err)})
+}
+
+// call sends one agent RPC to the aggregator. It fails with an error wrapping ErrNoLeader
+// when no aggregator is known.
+func (l *Leader) call(ctx context.Context, path string, in, out any) error {
+	info, ok := l.Info()
+	if !ok || info.Address == "" {
+		return fmt.Errorf("%w: no aggregator elected yet", cluster.ErrNoLeader)
+	}
+	return l.callAt(ctx, info, path, in, out)
+}
+
+func (l *Leader) callAt(ctx context.Context, info cluster.LeaderInfo, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+info.Address+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if keys := l.ms.ListKeys(); len(keys) > 0 {
+		req.Header.Set(rpcAuthHeader, rpcToken(keys[0]))
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: aggregator %s at %s: %v", cluster.ErrNoLeader, info.Name, info.Address, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%w: aggregator %s: %v", cluster.ErrNoLeader, info.Name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		json.Unmarshal(data, &e)
+		if e.Error == "" {
+			e.Error = fmt.Sprintf("HTTP %d", resp.StatusCode)
+		}
+		return &rpcError{status: resp.StatusCode, code: e.Code, msg: fmt.Sprintf("aggregator %s: %s", info.Name, e.Error)}
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(data, out)
+}
+
+// rpcLogsRequest carries log groups to the aggregator.
+type rpcLogsRequest struct {
+	Node   string             `json:"node"`
+	Groups []cluster.LogGroup `json:"groups"`
+}
+
+type rpcLogsResponse struct {
+	Accepted []int `json:"accepted"`
+}
+
+// AppendLogs implements cluster.LogSink: the Shipper's way to the aggregator.
+func (l *Leader) AppendLogs(ctx context.Context, node string, groups []cluster.LogGroup) ([]int, error) {
+	if l.local() {
+		return l.raft.AppendLogs(ctx, node, groups)
+	}
+	var out rpcLogsResponse
+	if err := l.call(ctx, "/rpc/logs", rpcLogsRequest{Node: node, Groups: groups}, &out); err != nil {
+		return nil, err
+	}
+	return out.Accepted, nil
+}
+
+// waitLeader polls until an aggregator is known or ctx ends.
+func (l *Leader) waitLeader(ctx context.Context) (cluster.LeaderInfo, error) {
+	for {
+		if info, ok := l.Info(); ok {
+			return info, nil
+		}
+		select {
+		case <-ctx.Done():
+			return cluster.LeaderInfo{}, fmt.Errorf("%w: %v", cluster.ErrNoLeader, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

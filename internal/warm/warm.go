@@ -1,0 +1,32 @@
+// Package warm imports every dependency so the build cache is warm. Deleted before commit.
+package warm
+
+import (
+	_ "github.com/hashicorp/go-hclog"
+	_ "github.com/hashicorp/memberlist"
+	_ "github.com/hashicorp/raft"
+	_ "github.com/hashicorp/raft-wal"
+	_ "github.com/miekg/dns"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/shirou/gopsutil/v4/cpu"
+	_ "github.com/shirou/gopsutil/v4/disk"
+	_ "github.com/shirou/gopsutil/v4/host"
+	_ "github.com/shirou/gopsutil/v4/load"
+	_ "github.com/shirou/gopsutil/v4/mem"
+	_ "github.com/shirou/gopsutil/v4/net"
+	_ "go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	_ "go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	_ "go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	_ "go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	_ "go.opentelemetry.io/otel/exporters/prometheus"
+	_ "go.opentelemetry.io/otel/sdk/log"
+	_ "go.opentelemetry.io/otel/sdk/metric"
+	_ "go.opentelemetry.io/otel/sdk/resource"
+	_ "go.opentelemetry.io/otel/semconv/v1.43.0"
+	_ "go.uber.org/goleak"
+	_ "go.yaml.in/yaml/v3"
+	_ "google.golang.org/grpc"
+	_ "google.golang.org/grpc/health/grpc_health_v1"
+	_ "pgregory.net/rapid"
+)
