@@ -9,7 +9,7 @@ IMAGE    ?= picket:dev
 GO       ?= go
 PKGS      = $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: help build run test e2e otelcol bench lint fmt docker clean
+.PHONY: help build run test e2e otelcol bench bench-go lint fmt docker clean
 
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -26,7 +26,10 @@ test: ## unit and in-process tests with the race detector
 e2e: build ## end-to-end tests against the built binary and real peers
 	PICKET_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 25m -v ./e2e/...
 
-bench: build ## benchmarks (see README "Performance")
+bench: build ## picket vs node_exporter, blackbox_exporter and bare Raft (BENCHMARKS.md) → bench/results.md, ~9 min
+	PICKET_BIN=$(CURDIR)/$(BIN) $(GO) run ./bench/cmd/picket-bench -timeout 14m
+
+bench-go: ## Go micro-benchmarks of every package
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 lint: ## gofmt, go vet, go mod tidy check
