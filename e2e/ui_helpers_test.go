@@ -42,9 +42,10 @@ func needChromium(t *testing.T) string {
 // page is one browser tab and what it reported: uncaught exceptions and console or
 // browser errors (a CSP violation is one).
 type page struct {
-	ctx context.Context
-	mu  sync.Mutex
-	bad []string
+	ctx   context.Context
+	shots string // where waitJS leaves a screenshot when it gives up; "" for none
+	mu    sync.Mutex
+	bad   []string
 }
 
 // newPage starts a headless browser with a 1280×800 window; it is closed at test end.
@@ -157,6 +158,24 @@ func (p *page) waitJS(t *testing.T, d time.Duration, what, expr string) time.Dur
 		time.Sleep(50 * time.Millisecond)
 	}
 	text, _ := eval[string](p, `document.querySelector('main') ? document.querySelector('main').innerText.slice(0, 3000) : ''`)
+	if p.shots != "" {
+		name := "failed-" + strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '-'
+		}, what)
+		path := filepath.Join(p.shots, name+".png")
+		png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+		if err == nil {
+			err = os.WriteFile(path, png, 0o644)
+		}
+		if err != nil {
+			t.Logf("no screenshot at failure: %v", err)
+		} else {
+			t.Logf("screenshot at failure: %s", path)
+		}
+	}
 	t.Fatalf("%s: not true within %s (%s; last error %v); the page shows:\n%s", what, d, expr, last, text)
 	return 0
 }

@@ -696,11 +696,12 @@
 
   function renderLogStatus() {
     const L = st.logs;
+    const count = `${L.records.length} record${L.records.length === 1 ? '' : 's'}`;
     let text;
     switch (L.state) {
       case 'loading': text = 'Loading…'; break;
-      case 'live': text = `${L.records.length} records · following new records`; break;
-      case 'paused': text = `${L.records.length} records · follow is off`; break;
+      case 'live': text = `${count} · following new records`; break;
+      case 'paused': text = `${count} · follow is off`; break;
       default: text = '';
     }
     if (L.note) text = text ? `${text} · ${L.note}` : L.note;
