@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -134,39 +131,13 @@ func (l *Leader) call(ctx context.Context, path string, in, out any) error {
 }
 
 func (l *Leader) callAt(ctx context.Context, info cluster.LeaderInfo, path string, in, out any) error {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return err
+	err := postRPC(ctx, l.client, l.ms, "aggregator "+info.Name, info.Address, path, in, out)
+	var re *rpcError
+	if err != nil && !errors.As(err, &re) && ctx.Err() == nil {
+		// Unreachable: as far as this agent can tell there is no aggregator.
+		return fmt.Errorf("%w: %v", cluster.ErrNoLeader, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+info.Address+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if keys := l.ms.ListKeys(); len(keys) > 0 {
-		req.Header.Set(rpcAuthHeader, rpcToken(keys[0]))
-	}
-	resp, err := l.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: aggregator %s at %s: %v", cluster.ErrNoLeader, info.Name, info.Address, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("%w: aggregator %s: %v", cluster.ErrNoLeader, info.Name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e api.Error
-		json.Unmarshal(data, &e)
-		if e.Error == "" {
-			e.Error = fmt.Sprintf("HTTP %d", resp.StatusCode)
-		}
-		return &rpcError{status: resp.StatusCode, code: e.Code, msg: fmt.Sprintf("aggregator %s: %s", info.Name, e.Error)}
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(data, out)
+	return err
 }
 
 // rpcLogsRequest carries log groups to the aggregator.

@@ -28,8 +28,11 @@ import (
 
 const rpcAuthHeader = "X-Picket-Rpc-Auth"
 
-// maxRPCBody bounds agent RPC request bodies.
-const maxRPCBody = 4 << 20
+// Bounds of agent RPC request bodies and answers.
+const (
+	maxRPCBody   = 4 << 20
+	maxRPCAnswer = 64 << 20
+)
 
 // rpcToken derives the RPC token of a base64 gossip key.
 func rpcToken(key string) string {
@@ -79,33 +82,45 @@ func (a *Agent) rpcCall(ctx context.Context, m cluster.Member, path string, in, 
 	if m.Meta.RPCAddr == "" {
 		return fmt.Errorf("%s gossips no RPC address", m.Name)
 	}
+	return postRPC(ctx, a.rpcClient, a.parts.Membership, m.Name, m.Meta.RPCAddr, path, in, out)
+}
+
+// postRPC sends in as JSON to path on the agent named name at addr, with the token of this
+// agent's primary gossip key, and decodes a 200 answer into out (when not nil). Any other
+// answer becomes an *rpcError that keeps the answer's code; a failure to reach the agent
+// is returned wrapped, naming it.
+func postRPC(ctx context.Context, client *http.Client, ms *cluster.Membership, name, addr, path string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+m.Meta.RPCAddr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if keys := a.parts.Membership.ListKeys(); len(keys) > 0 {
+	if keys := ms.ListKeys(); len(keys) > 0 {
 		req.Header.Set(rpcAuthHeader, rpcToken(keys[0]))
 	}
-	resp, err := a.rpcClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("rpc to %s at %s: %w", m.Name, m.Meta.RPCAddr, err)
+		return fmt.Errorf("rpc to %s at %s: %w", name, addr, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRPCBody))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxRPCAnswer))
 	if err != nil {
-		return fmt.Errorf("rpc to %s: %w", m.Name, err)
+		return fmt.Errorf("rpc to %s at %s: %w", name, addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s", m.Name, e.Error)
+		json.Unmarshal(data, &e)
+		if e.Error == "" {
+			e.Error = fmt.Sprintf("HTTP %d", resp.StatusCode)
 		}
-		return fmt.Errorf("%s: HTTP %d", m.Name, resp.StatusCode)
+		return &rpcError{status: resp.StatusCode, code: e.Code, msg: name + ": " + e.Error}
+	}
+	if out == nil {
+		return nil
 	}
 	return json.Unmarshal(data, out)
 }
