@@ -2,26 +2,19 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.uber.org/goleak"
 
-	"github.com/picket-dev/picket/checks"
-	"github.com/picket-dev/picket/cluster"
 	"github.com/picket-dev/picket/internal/api"
 	"github.com/picket-dev/picket/internal/config"
 )
@@ -42,71 +35,8 @@ func startAgent(t *testing.T, cfg *config.Config) (*Agent, string) {
 
 func startAgentLoad(t *testing.T, cfg *config.Config, load LoadSource) (*Agent, string) {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", cfg.NodeName)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux, err := cluster.ListenRPC("127.0.0.1:0", nil, nil, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := cluster.NewMembership(cluster.Options{
-		Config: cfg.Cluster, NodeName: cfg.NodeName, Logger: logger,
-		Meta: cluster.Meta{RPCAddr: mux.Addr().String(), HTTPAddr: ln.Addr().String(), Roles: []string{"server"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rn, err := cluster.NewRaft(cluster.RaftOptions{
-		NodeName: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "raft"), Config: cfg.Cluster,
-		Retention: cfg.Logs.Retention, Layer: mux.RaftLayer(), Advertise: mux.Addr().String(),
-		Members: ms.Members, Logger: logger.With("component", "raft"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := NewLeader(ms, rn, mux)
-	shipper, err := cluster.NewShipper(cluster.ShipperOptions{
-		Node: cfg.NodeName, Dir: filepath.Join(cfg.DataDir, "spool"), SpoolMaxBytes: 1 << 20,
-		Sink: leader, Logger: logger.With("component", "shipper"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var a *Agent
-	sched, err := checks.NewScheduler(checks.Options{
-		Node: cfg.NodeName, Probers: checks.Probers(), Meter: noop.NewMeterProvider().Meter("test"), Logger: logger,
-		OnTransition: func(tr checks.Transition) { a.OnTransition(tr) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err = New(Parts{
-		Config: cfg, Logger: logger, Version: "test", Scheduler: sched, Load: load,
-		Membership: ms, RPC: mux, Listener: ln, Raft: rn, Leader: leader, Shipper: shipper,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(StopTimeout + time.Second):
-			t.Error("agent did not stop")
-		}
-	})
-	return a, "http://" + ln.Addr().String()
+	a, url, _, _ := startTestAgent(t, cfg, load, nil)
+	return a, url
 }
 
 func testConfig(t *testing.T) *config.Config {

@@ -65,7 +65,7 @@ func startPlacementCluster(t *testing.T, specs ...nodeSpec) *placementCluster {
 		if i > 0 {
 			cfg.Cluster.Join = []string{pc.agents[0].parts.Membership.LocalNode().Address}
 		}
-		a, url, reader, kill := startPlacementAgent(t, cfg, s.probers)
+		a, url, reader, kill := startTestAgent(t, cfg, fixedLoad(0.1), s.probers)
 		pc.agents = append(pc.agents, a)
 		pc.urls = append(pc.urls, url)
 		pc.readers = append(pc.readers, reader)
@@ -90,9 +90,12 @@ func startPlacementCluster(t *testing.T, specs ...nodeSpec) *placementCluster {
 	return pc
 }
 
-// startPlacementAgent is startAgentLoad with options. kill stops the agent the way a crash
-// would look to the others: gossip goes silent first, without a leave.
-func startPlacementAgent(t *testing.T, cfg *config.Config, probers map[string]checks.Prober) (*Agent, string, *sdkmetric.ManualReader, func()) {
+// startTestAgent runs an agent with the real scheduler, gossip membership (use the fast
+// profile), RPC port, Raft (when cluster.server) and shipper, all on loopback ports, with
+// the given load and probers (nil: the real ones). It returns the agent, its base URL, a
+// reader of its metrics, and kill, which stops the agent the way a crash looks to the
+// others: gossip goes silent first, without a leave. The agent stops when the test ends.
+func startTestAgent(t *testing.T, cfg *config.Config, load LoadSource, probers map[string]checks.Prober) (*Agent, string, *sdkmetric.ManualReader, func()) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -150,7 +153,7 @@ func startPlacementAgent(t *testing.T, cfg *config.Config, probers map[string]ch
 		t.Fatal(err)
 	}
 	a, err = New(Parts{
-		Config: cfg, Logger: logger, Version: "test", Scheduler: sched, Load: fixedLoad(0.1),
+		Config: cfg, Logger: logger, Version: "test", Scheduler: sched, Load: load,
 		Membership: ms, RPC: mux, Listener: ln, Raft: rn, Leader: leader, Shipper: shipper,
 		Meter: mp.Meter("agent"),
 	})
