@@ -137,7 +137,7 @@ var ErrInvalidCommand = errors.New("invalid command")
 
 // checkName reports whether s is usable as a registry name, owner or check name: 1 to
 // MaxNameBytes bytes of printable UTF-8 without '/' or white space.
-func checkName(what, s string) error {
+func checkCommandName(what, s string) error {
 	switch {
 	case s == "":
 		return fmt.Errorf("%w: %s is empty", ErrInvalidCommand, what)
@@ -152,7 +152,7 @@ func checkName(what, s string) error {
 }
 
 func (c PutCheck) validate() error {
-	if err := checkName("check name", c.Name); err != nil {
+	if err := checkCommandName("check name", c.Name); err != nil {
 		return err
 	}
 	if len(c.Definition) > MaxCheckJSONBytes {
@@ -164,11 +164,11 @@ func (c PutCheck) validate() error {
 	return nil
 }
 
-func (c DeleteCheck) validate() error { return checkName("check name", c.Name) }
+func (c DeleteCheck) validate() error { return checkCommandName("check name", c.Name) }
 
 func (c Assign) validate() error {
 	for check, nodes := range c.Nodes {
-		if err := checkName("check name", check); err != nil {
+		if err := checkCommandName("check name", check); err != nil {
 			return err
 		}
 		if len(nodes) > maxAssignmentNodes {
@@ -186,10 +186,10 @@ func (c Assign) validate() error {
 func (AdvanceExportCursor) validate() error { return nil }
 
 func (c RegisterName) validate() error {
-	if err := checkName("registry name", c.Name); err != nil {
+	if err := checkCommandName("registry name", c.Name); err != nil {
 		return err
 	}
-	if err := checkName("registry owner", c.Owner); err != nil {
+	if err := checkCommandName("registry owner", c.Owner); err != nil {
 		return err
 	}
 	if len(c.Value) > MaxValueBytes {
@@ -198,9 +198,9 @@ func (c RegisterName) validate() error {
 	return nil
 }
 
-func (c UnregisterName) validate() error { return checkName("registry name", c.Name) }
+func (c UnregisterName) validate() error { return checkCommandName("registry name", c.Name) }
 
-func (c ReleaseOwner) validate() error { return checkName("registry owner", c.Owner) }
+func (c ReleaseOwner) validate() error { return checkCommandName("registry owner", c.Owner) }
 
 // fsmState is the replicated state besides the log store; it travels in snapshots as JSON.
 type fsmState struct {

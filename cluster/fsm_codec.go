@@ -39,7 +39,7 @@ const (
 // errBadCommand marks a Raft log entry the FSM cannot decode (a bug or version skew).
 var errBadCommand = errors.New("undecodable raft command")
 
-func levelCode(level string) (byte, bool) {
+func cmdLevelCode(level string) (byte, bool) {
 	switch level {
 	case logstore.LevelDebug:
 		return 0, true
@@ -53,7 +53,7 @@ func levelCode(level string) (byte, bool) {
 	return 0, false
 }
 
-func levelFromCode(c byte) (string, bool) {
+func cmdLevelName(c byte) (string, bool) {
 	switch c {
 	case 0:
 		return logstore.LevelDebug, true
@@ -67,7 +67,7 @@ func levelFromCode(c byte) (string, bool) {
 	return "", false
 }
 
-func putString(b []byte, s string) []byte {
+func cmdPutString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }
@@ -97,15 +97,15 @@ func encodeLogs(dst []byte, now time.Time, groups []LogGroup) ([]byte, error) {
 	dst = binary.AppendUvarint(dst, uint64(len(groups)))
 	for gi := range groups {
 		g := &groups[gi]
-		dst = putString(dst, g.Key)
+		dst = cmdPutString(dst, g.Key)
 		dst = binary.AppendUvarint(dst, uint64(len(g.Records)))
 		for i := range g.Records {
 			r := &g.Records[i]
-			code, ok := levelCode(r.Level)
+			code, ok := cmdLevelCode(r.Level)
 			if !ok {
 				return nil, fmt.Errorf("%w: record level %q is not canonical", logstore.ErrInvalid, r.Level)
 			}
-			dst = putString(dst, r.Node)
+			dst = cmdPutString(dst, r.Node)
 			dst = binary.AppendUvarint(dst, r.Seq)
 			if r.Time.IsZero() {
 				dst = append(dst, 0)
@@ -114,11 +114,11 @@ func encodeLogs(dst []byte, now time.Time, groups []LogGroup) ([]byte, error) {
 				dst = binary.AppendVarint(dst, r.Time.UnixNano())
 			}
 			dst = append(dst, code)
-			dst = putString(dst, r.Message)
+			dst = cmdPutString(dst, r.Message)
 			dst = binary.AppendUvarint(dst, uint64(len(r.Attrs)))
 			for k, v := range r.Attrs {
-				dst = putString(dst, k)
-				dst = putString(dst, v)
+				dst = cmdPutString(dst, k)
+				dst = cmdPutString(dst, v)
 			}
 		}
 	}
@@ -225,7 +225,7 @@ func decodeLogs(b []byte) (time.Time, []LogGroup, error) {
 			if d.byte() == 1 {
 				r.Time = time.Unix(0, d.varint()).UTC()
 			}
-			level, ok := levelFromCode(d.byte())
+			level, ok := cmdLevelName(d.byte())
 			if !ok && d.err == nil {
 				d.fail("bad level code")
 			}

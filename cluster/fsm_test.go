@@ -254,15 +254,15 @@ func TestFSMLogGroups(t *testing.T) {
 	}
 }
 
-// memSink is a raft.SnapshotSink in memory.
-type memSink struct {
+// fsmMemSink is a raft.SnapshotSink in memory.
+type fsmMemSink struct {
 	bytes.Buffer
 	cancelled, closed bool
 }
 
-func (s *memSink) ID() string    { return "mem" }
-func (s *memSink) Cancel() error { s.cancelled = true; return nil }
-func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *fsmMemSink) ID() string    { return "mem" }
+func (s *fsmMemSink) Cancel() error { s.cancelled = true; return nil }
+func (s *fsmMemSink) Close() error  { s.closed = true; return nil }
 
 func TestFSMSnapshotRestore(t *testing.T) {
 	f := newTestFSM(t)
@@ -279,7 +279,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	// Changes after the snapshot are not in it.
 	fsmApply(t, f, 6, 2, RegisterName{Name: "late", Owner: "n1"})
 	fsmApplyLogs(t, f, 7, LogGroup{Records: testRecords("n1", 101, 5)})
-	var sink memSink
+	var sink fsmMemSink
 	if err := snap.Persist(&sink); err != nil || !sink.closed {
 		t.Fatalf("persist: %v (closed %v)", err, sink.closed)
 	}

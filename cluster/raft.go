@@ -321,7 +321,7 @@ func (r *Raft) open() error {
 		r.trans = o.transport
 	} else {
 		r.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  advertisedLayer{StreamLayer: o.Layer, addr: rpcAddr(o.Advertise)},
+			Stream:  advertisedLayer{StreamLayer: o.Layer, addr: advertiseAddr(o.Advertise)},
 			MaxPool: 4,
 			Timeout: 10 * time.Second,
 			Logger:  hl.Named("transport"),
@@ -391,10 +391,10 @@ type advertisedLayer struct {
 
 func (a advertisedLayer) Addr() net.Addr { return a.addr }
 
-type rpcAddr string
+type advertiseAddr string
 
-func (a rpcAddr) Network() string { return "tcp" }
-func (a rpcAddr) String() string  { return string(a) }
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
 
 func (r *Raft) registerMetrics() error {
 	m := r.o.Meter
@@ -719,18 +719,18 @@ func (r *Raft) batch(ctx context.Context, out chan<- *inflightBatch) {
 		}
 		data, err := encodeLogs(make([]byte, 0, bytes+32), time.Now(), groups)
 		if err != nil {
-			fail(props, err)
+			failProposals(props, err)
 			continue
 		}
 		if r.raft.State() != raft.Leader {
-			fail(props, r.notLeader())
+			failProposals(props, r.notLeader())
 			continue
 		}
 		out <- &inflightBatch{f: r.raft.Apply(data, applyEnqueue), props: props, start: time.Now()}
 	}
 }
 
-func fail(props []*proposal, err error) {
+func failProposals(props []*proposal, err error) {
 	for _, p := range props {
 		p.done <- proposalResult{err: err}
 	}
@@ -755,7 +755,7 @@ func (r *Raft) awaitBatches(in <-chan *inflightBatch) {
 		err := b.f.Error()
 		r.applyLatency.Record(ctx, time.Since(b.start).Seconds())
 		if err != nil {
-			fail(b.props, r.raftError(err))
+			failProposals(b.props, r.raftError(err))
 			continue
 		}
 		resp, _ := b.f.Response().([]groupResult)
@@ -764,7 +764,7 @@ func (r *Raft) awaitBatches(in <-chan *inflightBatch) {
 			n += len(p.groups)
 		}
 		if len(resp) != n {
-			fail(b.props, fmt.Errorf("raft: log batch at index %d answered %d groups, expected %d", b.f.Index(), len(resp), n))
+			failProposals(b.props, fmt.Errorf("raft: log batch at index %d answered %d groups, expected %d", b.f.Index(), len(resp), n))
 			continue
 		}
 		i := 0
@@ -924,7 +924,7 @@ func (r *Raft) Barrier(ctx context.Context) error {
 	if r.raft.State() != raft.Leader {
 		return r.notLeader()
 	}
-	if err := r.await(ctx, r.raft.Barrier(timeoutOf(ctx))); err != nil {
+	if err := r.await(ctx, r.raft.Barrier(raftTimeoutOf(ctx))); err != nil {
 		if errors.Is(err, ctx.Err()) {
 			return err
 		}
@@ -973,7 +973,7 @@ func (r *Raft) WaitApplied(ctx context.Context, index uint64) error {
 	return nil
 }
 
-func timeoutOf(ctx context.Context) time.Duration {
+func raftTimeoutOf(ctx context.Context) time.Duration {
 	if d, ok := ctx.Deadline(); ok {
 		return max(time.Until(d), time.Millisecond)
 	}

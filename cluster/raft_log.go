@@ -83,7 +83,7 @@ func (q *repeatLimiter) demote(msg string, args []any) bool {
 }
 
 // slogLevel maps an hclog level, demoting INFO.
-func slogLevel(l hclog.Level) slog.Level {
+func hclogToSlog(l hclog.Level) slog.Level {
 	switch l {
 	case hclog.Trace, hclog.Debug, hclog.Info, hclog.NoLevel, hclog.DefaultLevel:
 		return slog.LevelDebug
@@ -95,7 +95,7 @@ func slogLevel(l hclog.Level) slog.Level {
 }
 
 func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
-	lv := slogLevel(level)
+	lv := hclogToSlog(level)
 	if lv > slog.LevelDebug && l.quiet != nil && l.quiet.demote(msg, args) {
 		lv = slog.LevelDebug
 	}
@@ -108,13 +108,13 @@ func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
 		attrs = append(attrs, "logger", l.name)
 	}
 	attrs = append(attrs, l.args...)
-	attrs = append(attrs, pairs(args)...)
+	attrs = append(attrs, hclogPairs(args)...)
 	l.log.Log(ctx, lv, msg, attrs...)
 }
 
 // pairs makes hclog's key/value list safe for slog: an odd trailing value gets a key,
 // and non-string keys are formatted.
-func pairs(args []any) []any {
+func hclogPairs(args []any) []any {
 	out := make([]any, 0, len(args)+1)
 	for i := 0; i < len(args); i += 2 {
 		if i+1 >= len(args) {
@@ -148,7 +148,7 @@ func (l *raftLogger) ImpliedArgs() []any { return append([]any(nil), l.args...) 
 
 func (l *raftLogger) With(args ...any) hclog.Logger {
 	c := *l
-	c.args = append(append([]any(nil), l.args...), pairs(args)...)
+	c.args = append(append([]any(nil), l.args...), hclogPairs(args)...)
 	return &c
 }
 

@@ -152,12 +152,12 @@ func metricValue(t *testing.T, r *metric.ManualReader, name string) (int64, bool
 
 // writer streams log groups for one node through whichever node leads, retrying the
 // same seqs after every error, and remembers what was acknowledged.
-type writer struct {
+type raftWriter struct {
 	node  string
 	acked []uint64
 }
 
-func (w *writer) run(ctx context.Context, c *raftTestCluster, batch int, slowest *time.Duration, mu *sync.Mutex) {
+func (w *raftWriter) run(ctx context.Context, c *raftTestCluster, batch int, slowest *time.Duration, mu *sync.Mutex) {
 	sink := leaderSink{c}
 	seq := 1
 	for ctx.Err() == nil {
@@ -198,9 +198,9 @@ func TestRaftLeaderKillLosesNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var slowest time.Duration
-	writers := make([]*writer, 6)
+	writers := make([]*raftWriter, 6)
 	for i := range writers {
-		writers[i] = &writer{node: fmt.Sprintf("w%d", i)}
+		writers[i] = &raftWriter{node: fmt.Sprintf("w%d", i)}
 		wg.Go(func() { writers[i].run(ctx, c, 20, &slowest, &mu) })
 	}
 	count := func() int {

@@ -90,7 +90,7 @@ type Shipper struct {
 
 	mu         sync.Mutex // guards seq, queue and spool appends (seq order = queue order)
 	seq        *seqCounter
-	queue      []*post
+	queue      []*shipPost
 	queueBytes int64
 	room       chan struct{} // closed when the queue shrinks
 	failSince  time.Time     // zero while deliveries succeed
@@ -113,17 +113,16 @@ type Shipper struct {
 	collectHook func()
 }
 
-// post is one Post call's records.
-type post struct {
+// shipPost is one Post call's records.
+type shipPost struct {
 	key       string
 	recs      []logstore.Record
 	bytes     int64
 	attempted bool // sent at least once: it stays queued until committed
-	abandoned bool // the caller gave up
-	done      chan postResult
+	done      chan shipResult
 }
 
-type postResult struct {
+type shipResult struct {
 	accepted int
 	err      error
 }
@@ -286,7 +285,7 @@ func (s *Shipper) Post(ctx context.Context, key string, recs []logstore.Record) 
 	if err != nil {
 		return 0, err
 	}
-	p := &post{key: key, recs: recs, bytes: size, done: make(chan postResult, 1)}
+	p := &shipPost{key: key, recs: recs, bytes: size, done: make(chan shipResult, 1)}
 	if err := s.enqueue(ctx, p); err != nil {
 		return 0, err
 	}
@@ -326,7 +325,7 @@ func noLeaderError(last error) error {
 }
 
 // enqueue assigns seqs and queues p, waiting for room while deliveries succeed.
-func (s *Shipper) enqueue(ctx context.Context, p *post) error {
+func (s *Shipper) enqueue(ctx context.Context, p *shipPost) error {
 	s.mu.Lock()
 	for {
 		if s.stopped {
@@ -366,7 +365,7 @@ func (s *Shipper) enqueue(ctx context.Context, p *post) error {
 // abandon is called when a Post caller stops waiting. It returns the result if one
 // arrived meanwhile; otherwise a post never sent is removed (a gap in the seqs is
 // fine), and one already sent stays queued until committed.
-func (s *Shipper) abandon(p *post) (postResult, bool) {
+func (s *Shipper) abandon(p *shipPost) (shipResult, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
@@ -374,17 +373,16 @@ func (s *Shipper) abandon(p *post) (postResult, bool) {
 		return res, true
 	default:
 	}
-	p.abandoned = true
 	if !p.attempted {
-		s.removeLocked(func(q *post) bool { return q == p })
+		s.removeLocked(func(q *shipPost) bool { return q == p })
 	}
-	return postResult{}, false
+	return shipResult{}, false
 }
 
 // removeLocked drops the matching posts from the queue and signals room.
-func (s *Shipper) removeLocked(match func(*post) bool) {
+func (s *Shipper) removeLocked(match func(*shipPost) bool) {
 	n := len(s.queue)
-	s.queue = slices.DeleteFunc(s.queue, func(q *post) bool {
+	s.queue = slices.DeleteFunc(s.queue, func(q *shipPost) bool {
 		if match(q) {
 			s.queueBytes -= q.bytes
 			return true
@@ -448,7 +446,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopped = true
 	for _, p := range s.queue {
-		p.done <- postResult{err: fmt.Errorf("%w: the agent is shutting down", ErrNoLeader)}
+		p.done <- shipResult{err: fmt.Errorf("%w: the agent is shutting down", ErrNoLeader)}
 	}
 	s.queue, s.queueBytes = nil, 0
 	s.mu.Unlock()
@@ -461,8 +459,8 @@ func (s *Shipper) Run(ctx context.Context) error {
 // shipBatch is what one AppendLogs call carries: a prefix of the merged seq order.
 type shipBatch struct {
 	groups    []LogGroup
-	owners    [][]*post // posts of each group (nil for spool records)
-	posts     []*post
+	owners    [][]*shipPost // posts of each group (nil for spool records)
+	posts     []*shipPost
 	spoolTok  spool.Token
 	spoolRecs int // spool items taken, undecodable ones included
 	corrupt   int // undecodable spool items skipped (acknowledged with the batch)
@@ -507,7 +505,7 @@ func (s *Shipper) collect() (*shipBatch, error) {
 	// Spool records and posts without a key share groups ("runs"); a post with a key
 	// is a group of its own, since the key applies to the whole group.
 	open := -1
-	addToRun := func(rs []logstore.Record, p *post) {
+	addToRun := func(rs []logstore.Record, p *shipPost) {
 		if open < 0 {
 			b.groups = append(b.groups, LogGroup{})
 			b.owners = append(b.owners, nil)
@@ -548,7 +546,7 @@ func (s *Shipper) collect() (*shipBatch, error) {
 			addToRun(p.recs, p)
 		} else {
 			b.groups = append(b.groups, LogGroup{Key: p.key, Records: p.recs})
-			b.owners = append(b.owners, []*post{p})
+			b.owners = append(b.owners, []*shipPost{p})
 			open = -1
 		}
 		b.posts = append(b.posts, p)
@@ -631,14 +629,14 @@ func (s *Shipper) send(ctx context.Context, b *shipBatch) error {
 			s.log.Warn("log spool acknowledgement failed; records may be sent again (they are deduplicated)", "err", aerr)
 		}
 	}
-	sent := map[*post]bool{}
+	sent := map[*shipPost]bool{}
 	for gi, owners := range b.owners {
 		for _, p := range owners {
 			sent[p] = true
-			res := postResult{accepted: len(p.recs)}
+			res := shipResult{accepted: len(p.recs)}
 			switch {
 			case err != nil:
-				res = postResult{err: err}
+				res = shipResult{err: err}
 			case p.key != "":
 				res.accepted = accepted[gi]
 			}
@@ -646,7 +644,7 @@ func (s *Shipper) send(ctx context.Context, b *shipBatch) error {
 		}
 	}
 	s.mu.Lock()
-	s.removeLocked(func(q *post) bool { return sent[q] })
+	s.removeLocked(func(q *shipPost) bool { return sent[q] })
 	recovered := !s.failSince.IsZero()
 	since := s.failSince
 	s.failSince, s.lastErr = time.Time{}, nil
