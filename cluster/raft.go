@@ -432,6 +432,16 @@ func (r *Raft) registerMetrics() error {
 	if err != nil {
 		return fmt.Errorf("raft metrics: %w", err)
 	}
+	memory, err := m.Int64ObservableGauge("picket_logs_store_memory_bytes", metric.WithUnit("By"),
+		metric.WithDescription("Estimated heap held by this voter's cluster log index (the records themselves are on disk)."))
+	if err != nil {
+		return fmt.Errorf("raft metrics: %w", err)
+	}
+	disk, err := m.Int64ObservableGauge("picket_logs_store_disk_bytes", metric.WithUnit("By"),
+		metric.WithDescription("Size of this voter's cluster log segment files."))
+	if err != nil {
+		return fmt.Errorf("raft metrics: %w", err)
+	}
 	r.metricsReg, err = m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		isLeader := int64(0)
 		if r.raft.State() == raft.Leader {
@@ -440,11 +450,13 @@ func (r *Raft) registerMetrics() error {
 		obs.ObserveInt64(leader, isLeader)
 		obs.ObserveInt64(term, int64(r.raft.CurrentTerm()))
 		obs.ObserveInt64(commit, int64(r.raft.CommitIndex()))
-		if n, err := r.store.Len(); err == nil {
-			obs.ObserveInt64(retained, int64(n))
+		if st, err := r.store.Stats(); err == nil {
+			obs.ObserveInt64(retained, int64(st.Records))
+			obs.ObserveInt64(memory, st.MemoryBytes)
+			obs.ObserveInt64(disk, st.DiskBytes)
 		}
 		return nil
-	}, leader, term, commit, retained)
+	}, leader, term, commit, retained, memory, disk)
 	if err != nil {
 		return fmt.Errorf("raft metrics: %w", err)
 	}
