@@ -26,9 +26,10 @@ func NewLeader(ms *cluster.Membership, raft *cluster.Raft, mux *cluster.Mux) *Le
 	return &Leader{ms: ms, raft: raft, client: mux.HTTPClient()}
 }
 
-// Info returns the aggregator as this agent knows it.
+// Info returns the aggregator as this agent knows it: from Raft on a member of the Raft
+// group, else from the "leader" role the aggregator gossips.
 func (l *Leader) Info() (cluster.LeaderInfo, bool) {
-	if l.raft != nil {
+	if l.member() {
 		return l.raft.Leader()
 	}
 	for _, m := range l.ms.Members() {
@@ -41,6 +42,10 @@ func (l *Leader) Info() (cluster.LeaderInfo, bool) {
 
 // local reports whether this agent is the aggregator.
 func (l *Leader) local() bool { return l.raft != nil && l.raft.IsLeader() }
+
+// member reports whether this agent is in the Raft group, and so has a copy of the cluster
+// state. A server beyond raft.voters is not.
+func (l *Leader) member() bool { return l.raft != nil && l.raft.InConfiguration() }
 
 // Roles gossiped by agents.
 const (
@@ -155,8 +160,34 @@ func (l *Leader) AppendLogs(ctx context.Context, node string, groups []cluster.L
 	if l.local() {
 		return l.raft.AppendLogs(ctx, node, groups)
 	}
+	info, ok := l.Info()
+	if !ok || info.Address == "" {
+		return nil, fmt.Errorf("%w: no aggregator elected yet", cluster.ErrNoLeader)
+	}
+	// A call to an aggregator whose host vanished gets no answer and no reset; give up on it
+	// as soon as another aggregator is known (or none is), so the records go to the new one.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if cur, ok := l.Info(); !ok || cur.Name != info.Name {
+					cancel(fmt.Errorf("%w: the aggregator changed from %s", cluster.ErrNotLeader, info.Name))
+					return
+				}
+			}
+		}
+	}()
 	var out rpcLogsResponse
-	if err := l.call(ctx, "/rpc/logs", rpcLogsRequest{Node: node, Groups: groups}, &out); err != nil {
+	if err := l.callAt(ctx, info, "/rpc/logs", rpcLogsRequest{Node: node, Groups: groups}, &out); err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, cluster.ErrNotLeader) {
+			return nil, cause
+		}
 		return nil, err
 	}
 	return out.Accepted, nil

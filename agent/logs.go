@@ -159,7 +159,7 @@ func (a *Agent) handleGetLogs(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) queryLogs(ctx context.Context, q logstore.Query, stale bool) ([]logstore.Record, error) {
 	rn := a.parts.Raft
-	if rn != nil && (stale || rn.IsLeader()) {
+	if a.parts.Leader.member() && (stale || rn.IsLeader()) {
 		if !stale {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
@@ -180,12 +180,11 @@ func (a *Agent) queryLogs(ctx context.Context, q logstore.Query, stale bool) ([]
 // aggregator's stream on agents that have none. The first records sent are the newest
 // matches (up to the limit), then every new match as it commits.
 func (a *Agent) followLogs(w http.ResponseWriter, r *http.Request, q logstore.Query) {
-	rn := a.parts.Raft
-	if rn == nil {
+	if !a.parts.Leader.member() {
 		a.proxyFollow(w, r)
 		return
 	}
-	store := rn.Store()
+	store := a.parts.Raft.Store()
 	sse, ok := startSSE(w)
 	if !ok {
 		return

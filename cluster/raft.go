@@ -894,6 +894,22 @@ func (r *Raft) Leader() (LeaderInfo, bool) {
 	return LeaderInfo{Name: string(id), Address: string(addr), Term: r.raft.CurrentTerm()}, true
 }
 
+// InConfiguration reports whether this node is a voter or non-voter of the Raft group.
+// A server outside it (more servers than raft.voters, or not yet added) follows no leader
+// through Raft and must learn the aggregator another way.
+func (r *Raft) InConfiguration() bool {
+	f := r.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(r.o.NodeName) {
+			return true
+		}
+	}
+	return false
+}
+
 // IsLeader reports whether this node is the Raft leader (the aggregator).
 func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
 
@@ -1088,6 +1104,16 @@ func (r *Raft) watchLeader(ctx context.Context) {
 			r.log.Warn("aggregator lost; waiting for a Raft election (writes fail until one is elected)", "was", last.Leader.Name)
 		}
 	}
+}
+
+// clearFailing forgets id's heartbeat failures: raft reports a resumed heartbeat only from
+// the replication goroutine that saw the failure, and removing or re-adding a server
+// replaces that goroutine, so without this a returning server would stay marked failing
+// (and never be promoted) forever.
+func (r *Raft) clearFailing(id raft.ServerID) {
+	r.failMu.Lock()
+	delete(r.failing, id)
+	r.failMu.Unlock()
 }
 
 // isFailing reports whether the leader's heartbeats to id fail.

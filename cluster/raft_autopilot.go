@@ -200,6 +200,7 @@ func (r *Raft) autopilot(ctx context.Context, now time.Time) {
 		}
 		r.configChange(ctx, "removed a Raft server gone for too long", s.ID, "", now.Sub(since),
 			r.raft.RemoveServer(s.ID, 0, timeout))
+		r.clearFailing(s.ID)
 		return
 	}
 	for _, s := range servers {
@@ -242,6 +243,7 @@ func (r *Raft) autopilot(ctx context.Context, now time.Time) {
 			continue
 		}
 		id := raft.ServerID(name)
+		r.clearFailing(id)
 		r.configChange(ctx, "added a server to Raft as a non-voter (promoted once it keeps up)", id,
 			raft.ServerAddress(m.Meta.RPCAddr), 0, r.raft.AddNonvoter(id, raft.ServerAddress(m.Meta.RPCAddr), 0, timeout))
 		r.staged[id] = now

@@ -144,14 +144,14 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger, ship *ag
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}
 	tel, err := exporters.New(ctx, exporters.Options{
-		Config: cfg.Exporters, Resource: res, Logger: logger.With("component", "exporters"), Version: version.Version,
+		Config: cfg.Exporters, Resource: res, Logger: logger, Version: version.Version,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("exporters: %w", err)
 	}
 	cleanup = append(cleanup, func() { tel.Shutdown(context.Background()) })
 	mp := tel.MeterProvider()
-	cols, err := collectors.New(cfg.Collectors, mp.Meter("picket/collectors"), logger.With("component", "collectors"))
+	cols, err := collectors.New(cfg.Collectors, mp.Meter("picket/collectors"), logger)
 	if err != nil {
 		return nil, fmt.Errorf("collectors: %w", err)
 	}
@@ -189,7 +189,7 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger, ship *ag
 			Load:       cols.Load(),
 			ConfigHash: cfg.Hash(),
 		},
-		Logger: logger.With("component", "membership"),
+		Logger: logger,
 		Meter:  mp.Meter("picket/cluster"),
 	})
 	if err != nil {
@@ -207,7 +207,7 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger, ship *ag
 			Layer:     mux.RaftLayer(),
 			Advertise: rpcAddr,
 			Members:   ms.Members,
-			Logger:    logger.With("component", "raft"),
+			Logger:    logger,
 			Meter:     mp.Meter("picket/raft"),
 		})
 		if err != nil {
@@ -221,7 +221,7 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger, ship *ag
 		Dir:           filepath.Join(cfg.DataDir, "spool"),
 		SpoolMaxBytes: int64(cfg.Logs.Spool.MaxBytes),
 		Sink:          leader,
-		Logger:        logger.With("component", "shipper"),
+		Logger:        logger,
 		Meter:         mp.Meter("picket/logs"),
 	})
 	if err != nil {
@@ -244,7 +244,7 @@ func wire(ctx context.Context, cfg *config.Config, logger *slog.Logger, ship *ag
 		Node:         cfg.NodeName,
 		Probers:      checks.Probers(),
 		Meter:        mp.Meter("picket/checks"),
-		Logger:       logger.With("component", "checks"),
+		Logger:       logger,
 		OnTransition: func(t checks.Transition) { ag.OnTransition(t) }, // ag is set before Run
 	})
 	if err != nil {
