@@ -1,6 +1,7 @@
 // Package bench measures picket against its peers in one run, as /work/shared/BENCHMARKS.md
 // asks: node_exporter (P1–P3), blackbox_exporter (P4, P5), a bare hashicorp/raft + raft-wal
-// cluster (P7, P8), and absolute targets (P6, P9, P10). Every comparison runs both sides
+// cluster (P7, P8), failure detection (P9), the OTel SDK's default log pipeline (P11), and
+// absolute targets (P6, P10). Every comparison runs both sides
 // alternately on the same workload in the same run; the results are one table of medians
 // with their spread, printed and written as Markdown.
 //
@@ -29,12 +30,14 @@ const (
 	WorkProbes     = "probes"     // P4, P5
 	WorkSchedule   = "schedule"   // P6
 	WorkLogs       = "logs"       // P7, P8
-	WorkMembership = "membership" // P9 baseline, P10
+	WorkPlacement  = "placement"  // P9
+	WorkOTLP       = "otlp"       // P11
+	WorkMembership = "membership" // P10
 )
 
 // WorkloadNames lists every workload in run order.
 func WorkloadNames() []string {
-	return []string{WorkScrape, WorkIdle, WorkProbes, WorkSchedule, WorkLogs, WorkMembership}
+	return []string{WorkScrape, WorkIdle, WorkProbes, WorkSchedule, WorkLogs, WorkPlacement, WorkOTLP, WorkMembership}
 }
 
 // Options configure Run.
@@ -43,10 +46,11 @@ type Options struct {
 	PicketBin string   // picket binary to use; "" builds one from Module
 	Out       string   // Markdown results file; "" writes none
 	Only      []string // workloads to run; empty runs all
-	Profile   string   // "auto" (when P1 or P2 misses), "always" or "never"
+	Profile   string   // "auto" (profile what misses: P1/P2, P7), "always" or "never"
 	Plan      Plan
 	Stdout    io.Writer // table and progress
-	// PicketLog is picket's side of P7/P8 (see Env.PicketLog); nil leaves it pending.
+	// PicketLog is picket's side of P7/P8 (see Env.PicketLog); nil uses
+	// NewPicketLogFactory with the picket binary measured.
 	PicketLog LogTargetFactory
 }
 
@@ -68,9 +72,12 @@ func Run(ctx context.Context, o Options) error {
 	procs := &Procs{Dir: dir}
 	defer procs.StopAll()
 
-	e := &Env{Module: o.Module, Dir: dir, Procs: procs, Log: o.Stdout, Plan: o.Plan, PicketLog: o.PicketLog}
+	e := &Env{Module: o.Module, Dir: dir, Procs: procs, Log: o.Stdout, Plan: o.Plan, PicketLog: o.PicketLog, ProfileMode: o.Profile}
 	if e.Picket, err = buildPicket(ctx, e, o.PicketBin); err != nil {
 		return err
+	}
+	if e.PicketLog == nil {
+		e.PicketLog = NewPicketLogFactory(e.Picket, procs, PicketLogOptions{})
 	}
 	if e.Target, err = goBuild(ctx, e, "target", "./bench/cmd/target"); err != nil {
 		return err
@@ -99,7 +106,9 @@ func Run(ctx context.Context, o Options) error {
 		WorkProbes:     {"P4/P5", e.Probes},
 		WorkSchedule:   {"P6", e.Schedule},
 		WorkLogs:       {"P7/P8", e.Logs},
-		WorkMembership: {"P9/P10", e.Membership},
+		WorkPlacement:  {"P9", e.Placement},
+		WorkOTLP:       {"P11", e.OTLP},
+		WorkMembership: {"P10", e.Membership},
 	}
 	var rows []Row
 	var failed []string
@@ -121,30 +130,27 @@ func Run(ctx context.Context, o Options) error {
 		}
 		rows = append(rows, r...)
 	}
-	if len(o.Only) == 0 {
-		rows = append(rows, PendingRows()...)
-	}
 
-	var diagnosis string
 	if o.Profile == "always" || o.Profile == "auto" && misses(rows, "P1", "P2") && ctx.Err() == nil {
 		d, err := e.Profile(ctx)
-		diagnosis = d
 		if err != nil {
-			diagnosis += "profile failed: " + oneLine(err.Error()) + "\n"
+			d += "profile failed: " + oneLine(err.Error()) + "\n"
 		}
+		e.diagnoses = append([]Diagnosis{{Title: "Where picket's scrape cost goes",
+			Intro: "`go test -cpuprofile` of the collectors and exporters benchmarks:", Body: d}}, e.diagnoses...)
 	}
 
 	fmt.Fprintln(o.Stdout)
 	if err := WriteText(o.Stdout, rows); err != nil {
 		return err
 	}
-	if diagnosis != "" {
-		fmt.Fprintf(o.Stdout, "\nWhere picket's scrape cost goes (go test -cpuprofile):\n%s", diagnosis)
+	for _, d := range e.diagnoses {
+		fmt.Fprintf(o.Stdout, "\n%s (%s)\n%s", d.Title, strings.TrimSuffix(d.Intro, ":"), d.Body)
 	}
 	elapsed := time.Since(started).Round(time.Second)
 	fmt.Fprintf(o.Stdout, "\nbench took %s\n", elapsed)
 	if o.Out != "" {
-		if err := writeResults(o.Out, e, rows, diagnosis, elapsed); err != nil {
+		if err := writeResults(o.Out, e, rows, e.diagnoses, elapsed); err != nil {
 			return err
 		}
 		fmt.Fprintf(o.Stdout, "wrote %s\n", o.Out)
@@ -194,8 +200,8 @@ func goBuild(ctx context.Context, e *Env, name, pkg string) (string, error) {
 	return out, nil
 }
 
-// writeResults writes the Markdown report: when, where, what, the table and the diagnosis.
-func writeResults(path string, e *Env, rows []Row, diagnosis string, elapsed time.Duration) error {
+// writeResults writes the Markdown report: when, where, what, the table and the diagnoses.
+func writeResults(path string, e *Env, rows []Row, diagnoses []Diagnosis, elapsed time.Duration) error {
 	var b strings.Builder
 	b.WriteString("# picket benchmark results\n\n")
 	b.WriteString("Written by `make bench` (bench/cmd/picket-bench). Every ratio is picket's median over the baseline's, " +
@@ -209,10 +215,8 @@ func writeResults(path string, e *Env, rows []Row, diagnosis string, elapsed tim
 	if err := WriteMarkdown(&b, rows); err != nil {
 		return err
 	}
-	if diagnosis != "" {
-		b.WriteString("\n## Where picket's scrape cost goes\n\n`go test -cpuprofile` of the collectors and exporters benchmarks:\n\n```\n")
-		b.WriteString(diagnosis)
-		b.WriteString("```\n")
+	for _, d := range diagnoses {
+		fmt.Fprintf(&b, "\n## %s\n\n%s\n\n```\n%s```\n", d.Title, d.Intro, d.Body)
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("write results: %w", err)

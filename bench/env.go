@@ -39,6 +39,11 @@ type Plan struct {
 	RaftRun       time.Duration // P7: ingestion time per run
 	RaftFailovers int           // P8: failovers per timing profile
 
+	RehomeRuns    int // P9: kill-and-re-home runs, fast profile (each a fresh 3-agent cluster)
+	RehomeRunsLAN int // P9: the same with the lan profile
+
+	OTLPBurst int // P11: records posted at once
+
 	Agents         int // P10: in-process agents
 	MembershipRuns int // P10: runs (each a fresh cluster of Agents)
 }
@@ -60,6 +65,9 @@ func DefaultPlan() Plan {
 		SchedSlowPct:    5,
 		RaftRun:         5 * time.Second,
 		RaftFailovers:   5,
+		RehomeRuns:      4,
+		RehomeRunsLAN:   2,
+		OTLPBurst:       50000,
 		Agents:          50,
 		MembershipRuns:  5,
 	}
@@ -78,6 +86,9 @@ func QuickPlan() Plan {
 	p.RaftRun = 2 * time.Second
 	p.RaftFailovers = 1
 	p.MembershipRuns = 1
+	p.RehomeRuns = 1
+	p.RehomeRunsLAN = 0
+	p.OTLPBurst = 10000
 	return p
 }
 
@@ -95,8 +106,19 @@ type Env struct {
 	Plan         Plan
 
 	// PicketLog starts picket's side of P7/P8 (a 3-voter picket cluster ingesting through
-	// its cluster log). Nil until the aggregator lands: those rows are then "pending".
+	// its cluster log). Nil leaves those rows "pending".
 	PicketLog LogTargetFactory
+	// ProfileMode is Options.Profile: "auto" profiles what misses, "always", or "never".
+	ProfileMode string
+
+	diagnoses []Diagnosis // appended by workloads, printed after the table
+}
+
+// Diagnosis is a section after the results table saying where picket's time goes.
+type Diagnosis struct {
+	Title string // heading
+	Intro string // one line on how it was measured
+	Body  string // preformatted
 }
 
 func (e *Env) logf(format string, args ...any) {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // P7 workload shape, from BENCHMARKS.md.
@@ -12,18 +13,68 @@ const (
 	ingestPerEntry = 64  // records per Append when batched
 )
 
-// ingestOnce starts a fresh target from f, runs MeasureIngest on it and closes it.
-func (e *Env) ingestOnce(ctx context.Context, name string, f LogTargetFactory, perEntry int) (IngestResult, error) {
+// applyStatser is a LogTarget that reports its Raft proposals (PicketLog).
+type applyStatser interface {
+	ApplyStats(ctx context.Context) (ApplyStats, error)
+}
+
+// ingestOnce starts a fresh target from f, runs MeasureIngest on it and closes it. With
+// perfDir set and a target that says where its aggregator runs, that process is profiled
+// with perf during the run and the profile returned.
+func (e *Env) ingestOnce(ctx context.Context, name string, f LogTargetFactory, perEntry int, perfDir ...string) (IngestResult, string, error) {
 	dir, err := e.runDir(name)
 	if err != nil {
-		return IngestResult{}, err
+		return IngestResult{}, "", err
 	}
 	t, err := f(ctx, dir, RaftProfileLAN)
 	if err != nil {
-		return IngestResult{}, err
+		return IngestResult{}, "", err
 	}
 	defer t.Close()
-	return MeasureIngest(ctx, t, ingestClients, perEntry, ingestRecord, e.Plan.RaftRun)
+	as, stats := t.(applyStatser)
+	var a0 ApplyStats
+	if stats {
+		if a0, err = as.ApplyStats(ctx); err != nil {
+			return IngestResult{}, "", err
+		}
+	}
+	type profiled struct {
+		top string
+		err error
+	}
+	var prof chan profiled
+	if lp, ok := t.(interface {
+		LeaderPID(context.Context) (int, error)
+	}); ok && len(perfDir) > 0 {
+		pid, err := lp.LeaderPID(ctx)
+		if err != nil {
+			return IngestResult{}, "", err
+		}
+		prof = make(chan profiled, 1)
+		go func() { // owned by ingestOnce, which receives from prof before returning
+			top, err := perfRecord(ctx, pid, e.Plan.RaftRun, perfDir[0])
+			prof <- profiled{top, err}
+		}()
+	}
+	res, err := MeasureIngest(ctx, t, ingestClients, perEntry, ingestRecord, e.Plan.RaftRun)
+	var top string
+	if prof != nil {
+		p := <-prof
+		if top = p.top; p.err != nil {
+			top = "perf failed: " + oneLine(p.err.Error()) + "\n"
+		}
+	}
+	if err != nil {
+		return res, top, err
+	}
+	if stats {
+		a1, err := as.ApplyStats(ctx)
+		if err != nil {
+			return res, top, err
+		}
+		res.Aggregator = ApplyStats{Applies: a1.Applies - a0.Applies, Seconds: a1.Seconds - a0.Seconds, CPU: a1.CPU - a0.CPU}
+	}
+	return res, top, nil
 }
 
 // failovers measures e.Plan.RaftFailovers failovers of fresh targets from f.
@@ -66,7 +117,7 @@ func (e *Env) Logs(ctx context.Context) ([]Row, error) {
 		for i := range sides {
 			s := sides[(i+r)%len(sides)]
 			e.logf("P7 run %d/%d: %s, %d clients, %d×%d B records per entry, %s", r+1, e.Plan.Repeats, s.name, ingestClients, ingestPerEntry, ingestRecord, e.Plan.RaftRun)
-			res, err := e.ingestOnce(ctx, s.name, s.f, ingestPerEntry)
+			res, _, err := e.ingestOnce(ctx, s.name, s.f, ingestPerEntry)
 			if err != nil {
 				return nil, fmt.Errorf("P7 %s: %w", s.name, err)
 			}
@@ -74,9 +125,28 @@ func (e *Env) Logs(ctx context.Context) ([]Row, error) {
 		}
 	}
 	e.logf("P7 reference: bare raft, one record per entry, %s", e.Plan.RaftRun)
-	single, err := e.ingestOnce(ctx, "bare-raft-single", NewBareRaft, 1)
+	single, _, err := e.ingestOnce(ctx, "bare-raft-single", NewBareRaft, 1)
 	if err != nil {
 		return nil, fmt.Errorf("P7 bare raft unbatched: %w", err)
+	}
+	// How picket's figure depends on the client: one run of each other way to post.
+	type variant struct {
+		metric string
+		o      PicketLogOptions
+		res    IngestResult
+	}
+	var variants []*variant
+	if e.PicketLog != nil && e.Picket != "" {
+		variants = []*variant{
+			{metric: "ref: picket, posting to every agent in turn (they forward to the aggregator)", o: PicketLogOptions{AnyAgent: true}},
+			{metric: "ref: picket, posting to the aggregator without Idempotency-Key", o: PicketLogOptions{NoKey: true}},
+		}
+	}
+	for _, v := range variants {
+		e.logf("P7 %s, %s", v.metric, e.Plan.RaftRun)
+		if v.res, _, err = e.ingestOnce(ctx, "picket-log-ref", NewPicketLogFactory(e.Picket, e.Procs, v.o), ingestPerEntry); err != nil {
+			return nil, fmt.Errorf("P7 %s: %w", v.metric, err)
+		}
 	}
 
 	stat := func(runs []IngestResult, f func(IngestResult) float64) Stat {
@@ -111,13 +181,34 @@ func (e *Env) Logs(ctx context.Context) ([]Row, error) {
 	} else {
 		lostNote += "; picket side pending until the aggregator lands (set Env.PicketLog)"
 	}
-	tput.Note = fmt.Sprintf("%d clients each waiting for its ack, %s per run, fresh 3-voter cluster per run on 127.0.0.1 TCP, raft defaults, "+
-		"raft-wal log+stable store; acknowledged records missing from a replica afterwards: %s",
-		ingestClients, e.Plan.RaftRun, lostNote)
+	tput.Note = fmt.Sprintf("%d clients each waiting for its ack, %d records of %d B per call, %s per run, %d alternating runs, fresh 3-voter cluster per run on 127.0.0.1; "+
+		"bare raft: in-process hashicorp/raft with raft defaults, TCP transport, raft-wal log+stable store, one Apply of %d records per call, FSM only counts; "+
+		"picket: three `picket agent` processes (profile lan, voters 3, collectors off, retention raised so nothing is pruned), one POST /v1/logs "+
+		"(JSON array, fresh Idempotency-Key) per call to the aggregator named by GET /v1/leader, acknowledged after Raft commit; "+
+		"the bench's HTTP/JSON client shares the 2 cores; acknowledged records missing from a replica afterwards (picket: picket_logs_retained "+
+		"of each voter once they agree): %s",
+		ingestClients, ingestPerEntry, ingestRecord, e.Plan.RaftRun, e.Plan.Repeats, ingestPerEntry, lostNote)
+	if len(sides) > 1 {
+		if agg := aggregatorNote(sides[1].runs, e.Plan.RaftRun); agg != "" {
+			tput.Note += "; " + agg
+		}
+	}
+	if len(sides) > 1 && (e.ProfileMode == "always" || e.ProfileMode == "auto" && tput.Verdict == Miss) && ctx.Err() == nil {
+		e.logf("P7 profile: one more picket run, %s on the aggregator", PerfProgram)
+		e.diagnoses = append(e.diagnoses, e.profileIngest(ctx, sides[1].f))
+	}
 	ref := Row{Metric: "ref: bare raft, 1 record per entry", Unit: "entries/s",
 		Baseline: Summarize([]float64{single.RecordsPerSecond()}), Verdict: Info}
 
 	rows := []Row{tput, ack, ref}
+	for _, v := range variants {
+		r := Row{Metric: v.metric, Unit: "rec/s", Picket: Summarize([]float64{v.res.RecordsPerSecond()}), Verdict: Info,
+			Note: fmt.Sprintf("one run as P7; ack p99 %s ms, lost %d", Num(p99(v.res)), v.res.Lost)}
+		if r.Picket.N > 0 && tput.Baseline.N > 0 {
+			r.Baseline = tput.Baseline
+		}
+		rows = append(rows, r)
+	}
 	for _, prof := range []struct {
 		name   string
 		target string
@@ -140,18 +231,56 @@ func (e *Env) Logs(ctx context.Context) ([]Row, error) {
 		if prof.name == RaftProfileLAN {
 			row.Note = fmt.Sprintf("%d failovers per profile, each on a fresh 3-voter cluster; bare raft: leader's transport closed and raft shut down "+
 				"(as kill -9), timed until an Apply on the new leader commits; lan = raft.DefaultConfig (1 s heartbeat/election), "+
-				"fast = 500 ms heartbeat/election, 250 ms lease; p99 judged on the maximum", e.Plan.RaftFailovers)
+				"fast = 500 ms heartbeat/election, 250 ms lease; picket: SIGKILL of the agent GET /v1/leader names, timed until a POST /v1/logs "+
+				"to the aggregator a survivor's GET /v1/leader names is acknowledged (tried every 5 ms, each try at most 2 s); picket's lan = 1 s "+
+				"heartbeat/election, 500 ms lease, fast = 300 ms heartbeat/election, 250 ms lease; p99 judged on the maximum", e.Plan.RaftFailovers)
 		}
 		rows = append(rows, row)
 	}
 	return rows, nil
 }
 
-// PendingRows returns the rows of targets whose picket side does not exist yet: P9 and P11.
-// P9's baseline, the failure-detection time, comes from Membership.
-func PendingRows() []Row {
-	return []Row{
-		{ID: "P11", Metric: "OTLP export under a burst of check results/logs: drops", Target: "0 drops, every drop counted", Verdict: Pending,
-			Note: "pending: burst test against an OTLP receiver; picket counts failures in picket_exporter_export_failures_total"},
+// aggregatorNote describes what picket's aggregator did in runs: Raft proposals of record
+// batches, their size and commit time, the share of the run spent committing (one batch
+// is in flight at a time when this is near 100 %), and its CPU.
+func aggregatorNote(runs []IngestResult, run time.Duration) string {
+	var applies, perApply, mean, busy, cpu []float64
+	for _, r := range runs {
+		a := r.Aggregator
+		if a.Applies == 0 {
+			continue
+		}
+		applies = append(applies, float64(a.Applies))
+		perApply = append(perApply, float64(r.Records)/float64(a.Applies))
+		mean = append(mean, a.Seconds/float64(a.Applies)*1000)
+		busy = append(busy, a.Seconds/r.Elapsed.Seconds()*100)
+		cpu = append(cpu, a.CPU.Seconds()/r.Elapsed.Seconds()*100)
 	}
+	if len(applies) == 0 {
+		return ""
+	}
+	med := func(xs []float64) string { return Num(Summarize(xs).Median) }
+	return fmt.Sprintf("picket's aggregator per %s run (medians): %s Raft proposals of log batches, %s records each, %s ms from proposal to commit, "+
+		"committing %s %% of the run; its process used %s %% of a core", run, med(applies), med(perApply), med(mean), med(busy), med(cpu))
+}
+
+// profileIngest runs P7 once more on a target from f with perf on its aggregator and says
+// where the time goes.
+func (e *Env) profileIngest(ctx context.Context, f LogTargetFactory) Diagnosis {
+	d := Diagnosis{Title: "Where picket's ingest time goes (P7)",
+		Intro: fmt.Sprintf("One more P7 run of picket (%d clients, %d records per POST, %s) with `%s record -g` on the aggregator's process; "+
+			"frames of picket, its libraries, JSON, HTTP, the allocator and syscalls by cumulative share:", ingestClients, ingestPerEntry, e.Plan.RaftRun, PerfProgram)}
+	dir, err := e.runDir("perf")
+	if err != nil {
+		d.Body = err.Error() + "\n"
+		return d
+	}
+	res, top, err := e.ingestOnce(ctx, "picket-log-perf", f, ingestPerEntry, dir)
+	if err != nil {
+		d.Body = "profile run failed: " + oneLine(err.Error()) + "\n"
+		return d
+	}
+	d.Body = fmt.Sprintf("run: %s rec/s, ack p99 %s ms; %s\n\n%s", Num(res.RecordsPerSecond()),
+		Num(Percentile(Seconds(res.Latencies), 99)*1000), aggregatorNote([]IngestResult{res}, e.Plan.RaftRun), top)
+	return d
 }

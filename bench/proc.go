@@ -119,6 +119,15 @@ func (p *Proc) Stop() error {
 	return nil
 }
 
+// Kill sends SIGKILL to the process group at once (as kill -9 would) and waits until the
+// process is reaped. A Stop or Kill after it does nothing.
+func (p *Proc) Kill() {
+	p.stopOnce.Do(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	})
+}
+
 // Tail returns the last n lines of the process log, for error messages.
 func (p *Proc) Tail(n int) string {
 	b, err := os.ReadFile(p.LogPath)

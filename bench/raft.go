@@ -266,7 +266,7 @@ func (countSnapshot) Release() {}
 // waitWritable appends one record until it succeeds or timeout passes.
 func waitWritable(ctx context.Context, t LogTarget, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	rec := [][]byte{make([]byte, 16)}
+	rec := [][]byte{[]byte("bench: writable?")}
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := t.Append(actx, rec)
@@ -291,6 +291,10 @@ type IngestResult struct {
 	Elapsed   time.Duration   // measured time
 	Latencies []time.Duration // per acknowledged Append
 	Lost      int64           // acknowledged records the replicas do not hold
+
+	// Aggregator is what the target's Raft leader did during the run, when the target
+	// reports it (PicketLog); zero otherwise.
+	Aggregator ApplyStats
 }
 
 // RecordsPerSecond is acknowledged records per second.

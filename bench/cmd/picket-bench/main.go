@@ -1,6 +1,6 @@
 // Command picket-bench runs picket's benchmarks against its peers (node_exporter,
-// blackbox_exporter, a bare raft cluster) in one run and prints one table: metric, picket,
-// baseline, ratio, target, verdict. `make bench` runs it.
+// blackbox_exporter, a bare raft cluster, the OTel SDK's log pipeline) in one run and prints
+// one table: metric, picket, baseline, ratio, target, verdict. `make bench` runs it.
 //
 //	go run ./bench/cmd/picket-bench [-quick] [-only scrape,probes] [-out bench/results.md]
 //
@@ -26,7 +26,7 @@ func main() {
 	quick := flag.Bool("quick", false, "short smoke run (about 3 minutes); figures too noisy to judge by")
 	only := flag.String("only", "", "comma-separated workloads to run (default all): "+strings.Join(bench.WorkloadNames(), ","))
 	out := flag.String("out", "", "Markdown results file (default: bench/results.md in the module; \"-\" for none)")
-	profile := flag.String("profile", "auto", "run go test -cpuprofile of the collectors and exporters: auto (when P1 or P2 misses), always, never")
+	profile := flag.String("profile", "auto", "profile what misses (go test -cpuprofile of the collectors and exporters for P1/P2, perf on the aggregator for P7): auto, always, never")
 	timeout := flag.Duration("timeout", 14*time.Minute, "stop everything after this long")
 	picket := flag.String("picket", os.Getenv("PICKET_BIN"), "picket binary to measure (default $PICKET_BIN, else built from the module)")
 	flag.Parse()
