@@ -8,6 +8,10 @@
 // nothing), and monotonic counters end in _total. So an instrument named
 // picket.check.duration with unit "s" is picket_check_duration_seconds, and a counter
 // picket.check.runs with unit "{run}" is picket_check_runs_total.
+//
+// /metrics does not run the OTel Prometheus exporter itself: a renderer (exposition.go)
+// writes the same families, byte for byte (a test holds it to the exporter), for about a
+// quarter of the CPU; see metricsHandler in prometheus.go.
 package exporters
 
 import (
@@ -50,11 +54,13 @@ type Options struct {
 type Telemetry struct {
 	provider *sdkmetric.MeterProvider
 	handler  http.Handler
+	metrics  *metricsHandler // handler without its request metrics; nil when handler is
 	otlp     config.OTLP
 	logger   *slog.Logger
 
-	metricFailures *failures // nil without OTLP
-	logFailures    *failures // nil without OTLP
+	metricFailures *failures       // nil without OTLP
+	metricExport   *metricExporter // nil without OTLP
+	logFailures    *failures       // nil without OTLP
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -80,11 +86,11 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 		sdkmetric.WithCardinalityLimit(CardinalityLimit),
 	}
 	if o.Config.Prometheus.Enabled {
-		reader, handler, err := newPrometheus(logger)
+		reader, metrics, handler, err := newPrometheus(logger)
 		if err != nil {
 			return nil, err
 		}
-		t.handler = handler
+		t.metrics, t.handler = metrics, handler
 		opts = append(opts, sdkmetric.WithReader(reader))
 	}
 	if o.Config.OTLP.Endpoint != "" {
@@ -94,8 +100,9 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 		}
 		t.metricFailures = newFailures("otlp_metrics", logger)
 		t.logFailures = newFailures("otlp_logs", logger)
+		t.metricExport = &metricExporter{Exporter: exp, failures: t.metricFailures}
 		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(
-			&metricExporter{Exporter: exp, failures: t.metricFailures},
+			t.metricExport,
 			sdkmetric.WithInterval(intervalOf(o.Config.OTLP)),
 			sdkmetric.WithTimeout(timeoutOf(o.Config.OTLP)),
 		)))
@@ -118,13 +125,16 @@ func (t *Telemetry) Handler() http.Handler { return t.handler }
 // deadline. It reports a failed final export. Calling it again returns the first result.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
 	t.shutdownOnce.Do(func() {
-		var before int64
-		if t.metricFailures != nil {
-			before = t.metricFailures.count.Load()
+		var before uint64
+		if t.metricExport != nil {
+			before, _ = t.metricExport.latest()
 		}
 		err := t.provider.Shutdown(ctx)
-		if t.metricFailures != nil && t.metricFailures.count.Load() > before {
-			err = errors.Join(err, fmt.Errorf("final OTLP metrics export to %s failed: %w", t.otlp.Endpoint, t.metricFailures.lastError()))
+		if t.metricExport != nil {
+			// The PeriodicReader's last export is its final flush.
+			if n, last := t.metricExport.latest(); n > before && last != nil {
+				err = errors.Join(err, fmt.Errorf("final OTLP metrics export to %s failed: %w", t.otlp.Endpoint, last))
+			}
 		}
 		if err != nil {
 			err = fmt.Errorf("shut down telemetry: %w", err)

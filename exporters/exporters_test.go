@@ -390,3 +390,22 @@ func counterValue(t testing.TB, body, name, k, v string) (float64, bool) {
 	}
 	return 0, false
 }
+
+// BenchmarkScrapePrometheus measures a scrape as Prometheus sends it: its Accept header and
+// Accept-Encoding: gzip.
+func BenchmarkScrapePrometheus(b *testing.B) {
+	tel, series := fullSetup(b)
+	h := tel.Handler()
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", prometheusAccept)
+	req.Header.Set("Accept-Encoding", "gzip")
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatal(rec.Code)
+		}
+	}
+	b.ReportMetric(float64(series), "series")
+}

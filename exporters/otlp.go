@@ -236,16 +236,38 @@ func (t *Telemetry) LogExporter(ctx context.Context) (sdklog.Exporter, error) {
 // metricExporter counts and logs failed exports. Export returns nil after a failure: its
 // only caller, the PeriodicReader, would just hand the error to OTel's global error handler,
 // logging every failure a second time and without a rate limit. Telemetry.Shutdown reports a
-// failed final export from the count.
+// failed final export from latest.
+//
+// An export whose context was canceled is not counted: the PeriodicReader cancels the export
+// in flight when it shuts down, then flushes once more (cumulative data, so nothing is lost).
 type metricExporter struct {
 	sdkmetric.Exporter
 	failures *failures
+
+	mu      sync.Mutex
+	exports uint64 // Export calls so far
+	last    error  // outcome of the latest
 }
 
 // Export sends rm and records the outcome.
 func (e *metricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
-	e.failures.record(e.Exporter.Export(ctx, rm))
+	err := e.Exporter.Export(ctx, rm)
+	e.mu.Lock()
+	e.exports++
+	e.last = err
+	e.mu.Unlock()
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	e.failures.record(err)
 	return nil
+}
+
+// latest returns how many exports ran and the outcome of the latest.
+func (e *metricExporter) latest() (uint64, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.exports, e.last
 }
 
 // logExporter counts and logs failed exports and returns their error.
@@ -274,7 +296,6 @@ type failures struct {
 	failing    bool
 	lastLog    time.Time
 	suppressed int64
-	last       error
 }
 
 func newFailures(name string, logger *slog.Logger) *failures {
@@ -298,7 +319,6 @@ func (f *failures) record(err error) {
 	}
 	f.count.Add(1)
 	f.mu.Lock()
-	f.last = err
 	now := f.now()
 	if f.failing && now.Sub(f.lastLog) < failureLogEvery {
 		f.suppressed++
@@ -310,12 +330,6 @@ func (f *failures) record(err error) {
 	f.mu.Unlock()
 	f.logger.Warn("OTLP export failed; check that the endpoint is reachable and accepts the credentials (failures are counted in picket_exporter_export_failures_total)",
 		"err", err, "failures_since_last_log", suppressed)
-}
-
-func (f *failures) lastError() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.last
 }
 
 func (f *failures) observe(o metric.Observer, inst metric.Int64Observable) {
