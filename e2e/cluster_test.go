@@ -42,24 +42,39 @@ type node struct {
 // startNode writes a config for one agent and starts it.
 func startNode(t *testing.T, name, clusterName, key string, join []string) *node {
 	t.Helper()
+	return startNodeWith(t, name, func(p nodePorts, dataDir string) string {
+		return fmt.Sprintf(clusterNodeConfig, name, dataDir, p.http, clusterName, p.gossip, p.rpc, key, seedList(join))
+	})
+}
+
+// nodePorts are the free loopback ports of one test agent.
+type nodePorts struct{ http, gossip, rpc int }
+
+// startNodeWith picks free ports, writes the config render returns for them and a data
+// folder, and starts the agent.
+func startNodeWith(t *testing.T, name string, render func(p nodePorts, dataDir string) string) *node {
+	t.Helper()
 	dir := t.TempDir()
-	httpPort, gossipPort, rpcPort := freePort(t), freePort(t), freePort(t)
-	seeds := ""
-	if len(join) > 0 {
-		seeds = `"` + strings.Join(join, `", "`) + `"`
-	}
-	cfg := fmt.Sprintf(clusterNodeConfig, name, filepath.Join(dir, "data"), httpPort, clusterName, gossipPort, rpcPort, key, seeds)
+	p := nodePorts{http: freePort(t), gossip: freePort(t), rpc: freePort(t)}
 	path := filepath.Join(dir, "picket.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(render(p, filepath.Join(dir, "data"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n := &node{
 		name:   name,
-		http:   fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-		gossip: fmt.Sprintf("127.0.0.1:%d", gossipPort),
+		http:   fmt.Sprintf("http://127.0.0.1:%d", p.http),
+		gossip: fmt.Sprintf("127.0.0.1:%d", p.gossip),
 	}
 	n.p = start(t, nil, "agent", "-c", path)
 	return n
+}
+
+// seedList renders gossip addresses as the items of a YAML flow list.
+func seedList(join []string) string {
+	if len(join) == 0 {
+		return ""
+	}
+	return `"` + strings.Join(join, `", "`) + `"`
 }
 
 // cli runs a picket client command against n and returns its stdout and exit error.

@@ -278,24 +278,9 @@ checks:
 // appended to the checks list.
 func startUINode(t *testing.T, name, token, target string, join []string, extra string) *node {
 	t.Helper()
-	dir := t.TempDir()
-	httpPort, gossipPort, rpcPort := freePort(t), freePort(t), freePort(t)
-	seeds := ""
-	if len(join) > 0 {
-		seeds = `"` + strings.Join(join, `", "`) + `"`
-	}
 	host := strings.TrimPrefix(target, "http://")
-	cfg := fmt.Sprintf(uiNodeConfig, name, filepath.Join(dir, "data"), httpPort, token, "e2e-ui",
-		gossipPort, rpcPort, testKey, seeds, target, host, target, extra)
-	path := filepath.Join(dir, "picket.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	n := &node{
-		name:   name,
-		http:   fmt.Sprintf("http://127.0.0.1:%d", httpPort),
-		gossip: fmt.Sprintf("127.0.0.1:%d", gossipPort),
-	}
-	n.p = start(t, nil, "agent", "-c", path)
-	return n
+	return startNodeWith(t, name, func(p nodePorts, dataDir string) string {
+		return fmt.Sprintf(uiNodeConfig, name, dataDir, p.http, token, "e2e-ui",
+			p.gossip, p.rpc, testKey, seedList(join), target, host, target, extra)
+	})
 }
