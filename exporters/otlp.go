@@ -121,20 +121,35 @@ func tlsConfigOf(c config.OTLP) (*tls.Config, error) {
 	return tc, nil
 }
 
-// newMetricExporter builds the OTLP metric exporter of c. It does not connect.
-func newMetricExporter(ctx context.Context, c config.OTLP) (sdkmetric.Exporter, error) {
+// otlpTarget is where and how an OTLP exporter sends: checked once for metrics and logs.
+type otlpTarget struct {
+	proto, endpoint string
+	tls             *tls.Config // nil: plaintext
+}
+
+func targetOf(c config.OTLP) (otlpTarget, error) {
 	proto, err := protocolOf(c)
 	if err != nil {
-		return nil, err
+		return otlpTarget{}, err
 	}
 	endpoint, err := endpointOf(c)
 	if err != nil {
-		return nil, err
+		return otlpTarget{}, err
 	}
 	tc, err := tlsConfigOf(c)
 	if err != nil {
+		return otlpTarget{}, err
+	}
+	return otlpTarget{proto: proto, endpoint: endpoint, tls: tc}, nil
+}
+
+// newMetricExporter builds the OTLP metric exporter of c. It does not connect.
+func newMetricExporter(ctx context.Context, c config.OTLP) (sdkmetric.Exporter, error) {
+	t, err := targetOf(c)
+	if err != nil {
 		return nil, err
 	}
+	proto, endpoint, tc := t.proto, t.endpoint, t.tls
 	var exp sdkmetric.Exporter
 	switch proto {
 	case ProtocolGRPC:
@@ -172,18 +187,11 @@ func newMetricExporter(ctx context.Context, c config.OTLP) (sdkmetric.Exporter, 
 // export of the cluster log. It does not connect. Its failures are not counted; use
 // Telemetry.LogExporter for an exporter whose failures are counted and logged.
 func NewLogExporter(ctx context.Context, c config.OTLP) (sdklog.Exporter, error) {
-	proto, err := protocolOf(c)
+	t, err := targetOf(c)
 	if err != nil {
 		return nil, err
 	}
-	endpoint, err := endpointOf(c)
-	if err != nil {
-		return nil, err
-	}
-	tc, err := tlsConfigOf(c)
-	if err != nil {
-		return nil, err
-	}
+	proto, endpoint, tc := t.proto, t.endpoint, t.tls
 	var exp sdklog.Exporter
 	switch proto {
 	case ProtocolGRPC:
