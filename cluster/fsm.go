@@ -209,6 +209,8 @@ type fsmState struct {
 	Assignments  map[string]CheckAssignment `json:"assignments"`
 	AssignTerm   uint64                     `json:"assign_term"`
 	ExportCursor uint64                     `json:"export_cursor"`
+	// Applied is the index of the last command applied when the snapshot was taken.
+	Applied uint64 `json:"applied"`
 }
 
 func newFSMState() fsmState {
@@ -254,8 +256,10 @@ type fsm struct {
 	st      fsmState
 	changed chan struct{} // closed at the next change of st
 
-	sinceSnapshot atomic.Int64 // command bytes applied since the last snapshot
-	lastLogs      atomic.Int64 // leader time (unix nanos) of the last log command applied
+	sinceSnapshot atomic.Int64  // command bytes applied since the last snapshot
+	applied       atomic.Uint64 // index of the last command this FSM applied (raft's own
+	// AppliedIndex counts entries handed to the FSM goroutine, which may not be applied yet)
+	lastLogs atomic.Int64 // leader time (unix nanos) of the last log command applied
 }
 
 func newFSM(store *logstore.Store, logger *slog.Logger) *fsm {
@@ -266,6 +270,7 @@ var _ raft.FSM = (*fsm)(nil)
 
 // Apply applies one committed entry.
 func (f *fsm) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		return nil
 	}
@@ -474,6 +479,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	st := f.st.clone()
 	f.mu.RUnlock()
+	st.Applied = f.applied.Load()
 	logs, err := f.store.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot log store: %w", err)
@@ -559,6 +565,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := f.store.Restore(r); err != nil {
 		return err
 	}
+	f.applied.Store(st.Applied)
 	f.mu.Lock()
 	f.st = st
 	close(f.changed)

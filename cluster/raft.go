@@ -998,7 +998,34 @@ func (r *Raft) WaitApplied(ctx context.Context, index uint64) error {
 			return ErrRaftClosed
 		}
 	}
+	// Raft counts an entry applied once it is handed to the FSM goroutine; wait until the
+	// FSM itself has applied the last command at or below index.
+	target := r.lastCommandAtOrBelow(index)
+	for r.fsm.applied.Load() < target {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the state machine to apply index %d (applied %d): %w", target, r.fsm.applied.Load(), ctx.Err())
+		case <-r.closed:
+			return ErrRaftClosed
+		}
+	}
 	return nil
+}
+
+// lastCommandAtOrBelow returns the index of the last command entry at or below index, or 0
+// when there is none in the log (compacted entries are in the restored snapshot).
+func (r *Raft) lastCommandAtOrBelow(index uint64) uint64 {
+	for i := index; i > 0; i-- {
+		var l raft.Log
+		if err := r.wal.GetLog(i, &l); err != nil {
+			return 0
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
 }
 
 func raftTimeoutOf(ctx context.Context) time.Duration {
