@@ -111,6 +111,10 @@ func newPlacement(log *slog.Logger, meter metric.Meter) (*placement, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create picket.placement.moves counter: %w", err)
 	}
+	// Every reason starts at 0, so dashboards and alerts see the series before a first move.
+	for _, r := range []string{cluster.MoveNew, cluster.MoveNodeFailed, cluster.MoveRebalance, cluster.MoveRemoved} {
+		moves.Add(context.Background(), 0, metric.WithAttributes(attribute.String("reason", r)))
+	}
 	discarded, err := meter.Int64Counter("picket.placement.results.discarded",
 		metric.WithDescription("Cluster check results the aggregator discarded, by reason (not_assigned: the sender no longer runs the check; stale_term: sent under an older assignment)."))
 	if err != nil {

@@ -155,6 +155,10 @@ func Open(dir string, maxBytes int64, logger *slog.Logger, meter metric.Meter) (
 	if err != nil {
 		return nil, fmt.Errorf("spool metrics: %w", err)
 	}
+	// Every reason starts at 0, so dashboards and alerts see the series before a first drop.
+	for _, r := range []string{ReasonFull, ReasonOversize, ReasonCorrupt, ReasonWriteError} {
+		s.dropped.Add(context.Background(), 0, metric.WithAttributes(attribute.String("reason", r)))
+	}
 	spooled, err := meter.Int64ObservableGauge("picket_logs_spooled",
 		metric.WithDescription("Log records waiting in this agent's spool for the aggregator."))
 	if err != nil {
