@@ -294,11 +294,7 @@ func (a *Agent) assignmentsFor(node string) rpcAssignmentsResponse {
 
 func (a *Agent) rpcAssignments(w http.ResponseWriter, r *http.Request) {
 	var req rpcAssignmentsRequest
-	if !decodeBody(w, r, maxSmallBody, &req) {
-		return
-	}
-	if !a.parts.Leader.local() {
-		writeAggError(w, cluster.ErrNotLeader)
+	if !a.decodeForAggregator(w, r, maxSmallBody, &req) {
 		return
 	}
 	wait := time.NewTimer(assignmentsLongPoll)
@@ -461,11 +457,7 @@ type rpcSyncRequest struct {
 
 func (a *Agent) rpcSync(w http.ResponseWriter, r *http.Request) {
 	var req rpcSyncRequest
-	if !decodeBody(w, r, maxRPCBody, &req) {
-		return
-	}
-	if !a.parts.Leader.local() {
-		writeAggError(w, cluster.ErrNotLeader)
+	if !a.decodeForAggregator(w, r, maxRPCBody, &req) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -606,11 +598,7 @@ func (a *Agent) localCheckOp(ctx context.Context, req rpcCheckRequest) (rpcCheck
 
 func (a *Agent) rpcChecks(w http.ResponseWriter, r *http.Request) {
 	var req rpcCheckRequest
-	if !decodeBody(w, r, maxRPCBody, &req) {
-		return
-	}
-	if !a.parts.Leader.local() {
-		writeAggError(w, cluster.ErrNotLeader)
+	if !a.decodeForAggregator(w, r, maxRPCBody, &req) {
 		return
 	}
 	out, err := a.localCheckOp(r.Context(), req)

@@ -145,6 +145,20 @@ func (l *Leader) callAt(ctx context.Context, info cluster.LeaderInfo, path strin
 	return err
 }
 
+// decodeForAggregator decodes the body of an agent RPC that only the aggregator answers,
+// and answers not_leader itself (so the sender looks for the aggregator again) when this
+// agent is not it. It reports whether the handler should go on.
+func (a *Agent) decodeForAggregator(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	if !decodeBody(w, r, limit, v) {
+		return false
+	}
+	if !a.parts.Leader.local() {
+		writeAggError(w, cluster.ErrNotLeader)
+		return false
+	}
+	return true
+}
+
 // rpcLogsRequest carries log groups to the aggregator.
 type rpcLogsRequest struct {
 	Node   string             `json:"node"`

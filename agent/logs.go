@@ -327,11 +327,7 @@ func (a *Agent) rpcLogs(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) rpcLogsQuery(w http.ResponseWriter, r *http.Request) {
 	var q logstore.Query
-	if !decodeBody(w, r, maxSmallBody, &q) {
-		return
-	}
-	if a.parts.Raft == nil || !a.parts.Raft.IsLeader() {
-		writeAggError(w, cluster.ErrNotLeader)
+	if !a.decodeForAggregator(w, r, maxSmallBody, &q) {
 		return
 	}
 	recs, err := a.queryLogs(r.Context(), q, false)

@@ -63,11 +63,7 @@ func (a *Agent) registry(ctx context.Context, req rpcRegistryRequest) ([]cluster
 
 func (a *Agent) rpcRegistry(w http.ResponseWriter, r *http.Request) {
 	var req rpcRegistryRequest
-	if !decodeBody(w, r, maxSmallBody, &req) {
-		return
-	}
-	if !a.parts.Leader.local() {
-		writeAggError(w, cluster.ErrNotLeader)
+	if !a.decodeForAggregator(w, r, maxSmallBody, &req) {
 		return
 	}
 	names, err := a.registry(r.Context(), req)

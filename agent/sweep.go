@@ -25,43 +25,14 @@ const (
 	sweepParallel   = 32 // targets run at once on one node
 )
 
-// withTarget returns a copy of c aimed at target.
-func withTarget(c config.Check, target string) (config.Check, error) {
-	switch c.Type {
-	case config.TypeHTTP:
-		h := *c.HTTP
-		h.URL = target
-		c.HTTP = &h
-	case config.TypeTCP:
-		t := *c.TCP
-		t.Address = target
-		c.TCP = &t
-	case config.TypeDNS:
-		d := *c.DNS
-		d.Name = target
-		c.DNS = &d
-	case config.TypeTLS:
-		t := *c.TLS
-		t.Address = target
-		c.TLS = &t
-	case config.TypeGRPC:
-		g := *c.GRPC
-		g.Address = target
-		c.GRPC = &g
-	default:
-		return c, fmt.Errorf("%s checks cannot sweep targets", c.Type)
-	}
-	return c, nil
-}
-
-// sweepPlaceholders name each sweepable type's target field and a stand-in value: a sweep's
-// check may leave its target out, since every target fills it in.
-var sweepPlaceholders = map[string][2]string{
-	config.TypeHTTP: {"url", "http://sweep.invalid/"},
-	config.TypeTCP:  {"address", "sweep.invalid:1"},
-	config.TypeDNS:  {"name", "sweep.invalid"},
-	config.TypeTLS:  {"address", "sweep.invalid:443"},
-	config.TypeGRPC: {"address", "sweep.invalid:443"},
+// sweepPlaceholders are stand-in targets by check type: a sweep's check may leave its target
+// out, since every target fills it in (config.TargetField names where).
+var sweepPlaceholders = map[string]string{
+	config.TypeHTTP: "http://sweep.invalid/",
+	config.TypeTCP:  "sweep.invalid:1",
+	config.TypeDNS:  "sweep.invalid",
+	config.TypeTLS:  "sweep.invalid:443",
+	config.TypeGRPC: "sweep.invalid:443",
 }
 
 // sweepTemplate decodes the check of a sweep, filling in a stand-in target when it has none.
@@ -77,8 +48,8 @@ func sweepTemplate(raw json.RawMessage) (config.Check, error) {
 		if b, ok := fields[typ]; ok && json.Unmarshal(b, &block) != nil {
 			return decodeAdhocCheck(raw) // reports the error
 		}
-		if _, ok := block[ph[0]]; !ok {
-			block[ph[0]], _ = json.Marshal(ph[1])
+		if field := config.TargetField(typ); block[field] == nil {
+			block[field], _ = json.Marshal(ph)
 			fields[typ], _ = json.Marshal(block)
 			raw, _ = json.Marshal(fields)
 		}
@@ -234,7 +205,7 @@ func (a *Agent) runTargets(ctx context.Context, tmpl config.Check, targets []str
 	sem := make(chan struct{}, sweepParallel)
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		c, err := withTarget(tmpl, t)
+		c, err := tmpl.WithTarget(t)
 		if err == nil {
 			err = c.Validate()
 		}

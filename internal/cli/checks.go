@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/picket-dev/picket/internal/api"
+	"github.com/picket-dev/picket/internal/config"
 )
 
 func runChecks(e *env, args []string) int {
@@ -55,15 +56,6 @@ func ago(t time.Time) string {
 	return time.Since(t).Truncate(time.Second).String() + " ago"
 }
 
-// targetFields maps a check type to the JSON block that names its target.
-var targetFields = map[string]string{
-	"http": "url",
-	"tcp":  "address",
-	"dns":  "name",
-	"tls":  "address",
-	"grpc": "address",
-}
-
 func runRun(e *env, args []string) int {
 	fs := newFlagSet(e, "run", "run TYPE TARGET [--node N | --all] [--check-timeout D] [-o json]\n\nTYPE is http, tcp, dns, tls or grpc; TARGET a URL (http), host:port (tcp, tls, grpc) or a name (dns).\nExit status: 0 when every result passes, 1 otherwise.")
 	cf := addClientFlags(e, fs)
@@ -82,8 +74,8 @@ func runRun(e *env, args []string) int {
 		return 2
 	}
 	typ, target := pos[0], pos[1]
-	field, ok := targetFields[typ]
-	if !ok {
+	field := config.TargetField(typ)
+	if field == "" {
 		if typ == "exec" {
 			return e.errorf("exec checks run only from local config files, never over the API")
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/picket-dev/picket/internal/api"
+	"github.com/picket-dev/picket/internal/config"
 )
 
 func runSweep(e *env, args []string) int {
@@ -40,7 +41,7 @@ func runSweep(e *env, args []string) int {
 		return 2
 	}
 	typ := pos[0]
-	if _, ok := targetFields[typ]; !ok {
+	if config.TargetField(typ) == "" {
 		return e.errorf("unknown check type %q: want http, tcp, dns, tls or grpc", typ)
 	}
 	targets, err := readTargets(*file)

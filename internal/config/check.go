@@ -1,5 +1,7 @@
 package config
 
+import "fmt"
+
 // Check is one health check definition. The same schema is used in YAML files and, as JSON,
 // by POST /v1/checks, /v1/run and /v1/sweep. Exactly the sub-struct named by Type is set.
 type Check struct {
@@ -122,4 +124,48 @@ type ExecCheck struct {
 	Command []string          `yaml:"command" json:"command"`
 	Env     map[string]string `yaml:"env" json:"env"`
 	Dir     string            `yaml:"dir" json:"dir"`
+}
+
+// TargetField names the key of a check type's block that holds its target: "url" for http,
+// "address" for tcp, tls and grpc, "name" for dns; "" for exec, which has no target.
+func TargetField(typ string) string {
+	switch typ {
+	case TypeHTTP:
+		return "url"
+	case TypeTCP, TypeTLS, TypeGRPC:
+		return "address"
+	case TypeDNS:
+		return "name"
+	}
+	return ""
+}
+
+// WithTarget returns a copy of c aimed at target (see TargetField). The type's block is
+// copied, so c itself is unchanged. It fails for exec and for a check without its block.
+func (c Check) WithTarget(target string) (Check, error) {
+	switch {
+	case c.Type == TypeHTTP && c.HTTP != nil:
+		h := *c.HTTP
+		h.URL = target
+		c.HTTP = &h
+	case c.Type == TypeTCP && c.TCP != nil:
+		t := *c.TCP
+		t.Address = target
+		c.TCP = &t
+	case c.Type == TypeDNS && c.DNS != nil:
+		d := *c.DNS
+		d.Name = target
+		c.DNS = &d
+	case c.Type == TypeTLS && c.TLS != nil:
+		t := *c.TLS
+		t.Address = target
+		c.TLS = &t
+	case c.Type == TypeGRPC && c.GRPC != nil:
+		g := *c.GRPC
+		g.Address = target
+		c.GRPC = &g
+	default:
+		return c, fmt.Errorf("%s checks have no target to set", c.Type)
+	}
+	return c, nil
 }

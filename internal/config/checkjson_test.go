@@ -168,3 +168,35 @@ func TestCheckJSONMatchesYAML(t *testing.T) {
 		}
 	}
 }
+
+func TestWithTarget(t *testing.T) {
+	for _, typ := range []string{TypeHTTP, TypeTCP, TypeDNS, TypeTLS, TypeGRPC} {
+		c := NewCheck("c", typ)
+		got, err := c.WithTarget("x.example:1")
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+		var orig, set string
+		switch typ {
+		case TypeHTTP:
+			orig, set = c.HTTP.URL, got.HTTP.URL
+		case TypeTCP:
+			orig, set = c.TCP.Address, got.TCP.Address
+		case TypeDNS:
+			orig, set = c.DNS.Name, got.DNS.Name
+		case TypeTLS:
+			orig, set = c.TLS.Address, got.TLS.Address
+		case TypeGRPC:
+			orig, set = c.GRPC.Address, got.GRPC.Address
+		}
+		if set != "x.example:1" || orig == "x.example:1" {
+			t.Errorf("%s: target %q, original now %q; want the copy aimed and the original untouched", typ, set, orig)
+		}
+		if TargetField(typ) == "" {
+			t.Errorf("%s has no target field", typ)
+		}
+	}
+	if _, err := NewCheck("e", TypeExec).WithTarget("x"); err == nil || TargetField(TypeExec) != "" {
+		t.Errorf("exec has no target: WithTarget must fail (%v)", err)
+	}
+}
