@@ -51,22 +51,31 @@ func startNode(t *testing.T, name, clusterName, key string, join []string) *node
 type nodePorts struct{ http, gossip, rpc int }
 
 // startNodeWith picks free ports, writes the config render returns for them and a data
-// folder, and starts the agent.
+// folder, and starts the agent. A port picked free can be taken again before the agent
+// binds it; such a start is retried with new ports.
 func startNodeWith(t *testing.T, name string, render func(p nodePorts, dataDir string) string) *node {
 	t.Helper()
-	dir := t.TempDir()
-	p := nodePorts{http: freePort(t), gossip: freePort(t), rpc: freePort(t)}
-	path := filepath.Join(dir, "picket.yaml")
-	if err := os.WriteFile(path, []byte(render(p, filepath.Join(dir, "data"))), 0o600); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		dir := t.TempDir()
+		p := nodePorts{http: freePort(t), gossip: freePort(t), rpc: freePort(t)}
+		path := filepath.Join(dir, "picket.yaml")
+		if err := os.WriteFile(path, []byte(render(p, filepath.Join(dir, "data"))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n := &node{
+			name:   name,
+			http:   fmt.Sprintf("http://127.0.0.1:%d", p.http),
+			gossip: fmt.Sprintf("127.0.0.1:%d", p.gossip),
+		}
+		n.p = start(t, nil, "agent", "-c", path)
+		if err := n.p.waitStarted(10 * time.Second); err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			if err != nil {
+				t.Fatalf("start %s: %v", name, err)
+			}
+			return n
+		}
+		t.Logf("start %s: a picked port was taken meanwhile; retrying with other ports", name)
 	}
-	n := &node{
-		name:   name,
-		http:   fmt.Sprintf("http://127.0.0.1:%d", p.http),
-		gossip: fmt.Sprintf("127.0.0.1:%d", p.gossip),
-	}
-	n.p = start(t, nil, "agent", "-c", path)
-	return n
 }
 
 // seedList renders gossip addresses as the items of a YAML flow list.

@@ -123,6 +123,24 @@ func start(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
+// waitStarted waits until the agent logs that it started, or fails with its output when it
+// exits first or d passes.
+func (p *proc) waitStarted(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.out.String(), "agent started") {
+			return nil
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err // keep it for stop and Cleanup
+			return fmt.Errorf("exited (%v): %s", err, p.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("no \"agent started\" within %s: %s", d, p.out.String())
+}
+
 // stop sends sig and waits up to d for the process to exit, returning its exit error.
 func (p *proc) stop(t *testing.T, sig syscall.Signal, d time.Duration) error {
 	t.Helper()
