@@ -18,7 +18,7 @@ func (a *Agent) ready() (bool, string) {
 	info, ok := a.parts.Leader.Info()
 	if !ok {
 		cfg := a.Config()
-		if len(a.aliveMembers()) < 2 && (len(cfg.Cluster.Join) > 0 || cfg.Cluster.Discovery.DNS.Name != "") {
+		if len(a.aliveMembers()) < 2 && (len(cfg.Cluster.Join) > 0 || cfg.Cluster.Discovery.DNS.Name != "" || cfg.Cluster.Discovery.MDNS.Enabled) {
 			return false, "not joined yet: no seed of cluster.join or discovery has answered"
 		}
 		return false, "no aggregator elected yet: waiting for a quorum of Raft voters (cluster.raft.bootstrap_expect servers must be up)"

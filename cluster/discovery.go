@@ -22,9 +22,6 @@ const (
 	defaultGossipPort        = 7946
 )
 
-// ErrNotImplemented marks a configured feature this build does not have.
-var ErrNotImplemented = errors.New("not implemented")
-
 // ErrNoRecords is returned by a DNS lookup that found no usable records.
 var ErrNoRecords = errors.New("no DNS records")
 
@@ -229,7 +226,7 @@ func (m *Membership) discover(ctx context.Context) {
 	}
 }
 
-// discoverState is what discover remembers between polls to log only changes.
+// discoverState is what a discovery loop remembers between polls to log only changes.
 type discoverState struct {
 	lastErr  string
 	targets  []string
@@ -256,6 +253,13 @@ func (m *Membership) discoverOnce(ctx context.Context, st *discoverState) {
 		st.targets = targets
 		m.log.Info("DNS discovery found peers", "dns", m.dns.String(), "addresses", targets)
 	}
+	m.joinDiscovered(ctx, st, "DNS discovery", targets)
+}
+
+// joinDiscovered joins the targets that are not alive members yet. source names the
+// discovery in log lines ("DNS discovery"); a join failure is logged again only when it
+// changes.
+func (m *Membership) joinDiscovered(ctx context.Context, st *discoverState, source string, targets []string) {
 	known := map[string]bool{m.localAddress: true}
 	for _, mem := range m.table.members() {
 		if mem.Status == StatusAlive {
@@ -277,12 +281,12 @@ func (m *Membership) discoverOnce(ctx context.Context, st *discoverState) {
 		n, errs := m.join(ctx, []string{a})
 		if n > 0 {
 			delete(st.joinErrs, a)
-			m.log.Info("joined a peer found by DNS discovery", "address", a)
+			m.log.Info("joined a peer found by "+source, "address", a)
 			continue
 		}
 		if err := errors.Join(errs...); err != nil && err.Error() != st.joinErrs[a] {
 			st.joinErrs[a] = err.Error()
-			m.log.Warn("cannot join a peer found by DNS discovery; retrying every interval", "address", a, "err", err)
+			m.log.Warn("cannot join a peer found by "+source+"; retrying every interval", "address", a, "err", err)
 		}
 	}
 }

@@ -52,6 +52,8 @@ type Options struct {
 	Meta     Meta         // initial metadata; nil Tags default to Config.Tags, empty Version to this build's
 	Logger   *slog.Logger // default: discard
 	Meter    metric.Meter // default: no-op
+
+	mdnsNet mdnsNet // tests: mDNS group, port, interfaces and timing; zero: the real ones
 }
 
 // Membership is this agent's gossip membership. Its methods are safe for concurrent use.
@@ -65,12 +67,13 @@ type Membership struct {
 	keyring      *memberlist.Keyring // nil when gossip is not encrypted
 	hub          *hub
 	table        *table
-	dns          *dnsDiscovery // nil when DNS discovery is off
-	retryJoin    time.Duration // cap of the seed join backoff
-	pushEvery    time.Duration // minimum pause between metadata broadcasts
-	pushCh       chan struct{} // wakes the metadata loop; capacity 1
-	pushMu       sync.Mutex    // serialises memberlist UpdateNode calls
-	localAddress string        // gossip host:port other members use for this agent
+	dns          *dnsDiscovery  // nil when DNS discovery is off
+	mdns         *mdnsDiscovery // nil when mDNS discovery is off; its responder runs until Close
+	retryJoin    time.Duration  // cap of the seed join backoff
+	pushEvery    time.Duration  // minimum pause between metadata broadcasts
+	pushCh       chan struct{}  // wakes the metadata loop; capacity 1
+	pushMu       sync.Mutex     // serialises memberlist UpdateNode calls
+	localAddress string         // gossip host:port other members use for this agent
 
 	metaMu   sync.Mutex
 	local    Meta      // current metadata
@@ -111,9 +114,6 @@ func NewMembership(o Options) (*Membership, error) {
 			return nil, fmt.Errorf("node_name is empty and the host name is unknown (%v): set node_name", err)
 		}
 		name = h
-	}
-	if cfg.Discovery.MDNS.Enabled {
-		return nil, fmt.Errorf("cluster.discovery.mdns.enabled: mDNS discovery is %w in this build: disable it and use cluster.join or cluster.discovery.dns", ErrNotImplemented)
 	}
 	c, err := profileConfig(cfg.Profile)
 	if err != nil {
@@ -198,7 +198,29 @@ func NewMembership(o Options) (*Membership, error) {
 	m.localAddress = ml.LocalNode().Address()
 	m.log.Info("gossip started", "node", name, "bind", net.JoinHostPort(c.BindAddr, strconv.Itoa(c.BindPort)), // actual port
 		"advertise", m.localAddress, "cluster", cfg.Name, "profile", profileName(cfg.Profile), "encrypted", key != nil)
+	if cfg.Discovery.MDNS.Enabled {
+		if err := m.startMDNS(cfg, o.mdnsNet); err != nil {
+			_ = ml.Shutdown()
+			m.table.unregister()
+			return nil, fmt.Errorf("cluster.discovery.mdns: %w", err)
+		}
+	}
 	return m, nil
+}
+
+// startMDNS starts the mDNS responder, which announces this agent's gossip address; it
+// answers until the agent leaves and stops on Close.
+func (m *Membership) startMDNS(cfg config.Cluster, n mdnsNet) error {
+	active := func() bool { return !m.left.Load() && !m.closed.Load() }
+	d, err := newMDNS(cfg.Discovery.MDNS, cfg.Name, m.mlc.Name, m.localAddress, n, active, m.log.With("discovery", "mdns"))
+	if err != nil {
+		return err
+	}
+	if err := d.start(); err != nil {
+		return err
+	}
+	m.mdns = d
+	return nil
 }
 
 func profileName(p string) string {
@@ -356,10 +378,10 @@ func (metaDelegate) LocalState(bool) []byte { return nil }
 func (metaDelegate) MergeRemoteState([]byte, bool) {}
 
 // Run joins the seeds of cluster.join (retrying with exponential backoff capped at
-// cluster.retry_join_interval until one answers), polls DNS discovery and joins the peers
-// it finds, and broadcasts metadata changes. It blocks until ctx ends or Close is called,
-// then leaves the cluster gracefully (within DefaultLeaveTimeout) and closes the
-// Membership. It returns nil after a clean stop.
+// cluster.retry_join_interval until one answers), polls DNS discovery, browses mDNS
+// discovery, joins the peers they find, and broadcasts metadata changes. It blocks until
+// ctx ends or Close is called, then leaves the cluster gracefully (within
+// DefaultLeaveTimeout) and closes the Membership. It returns nil after a clean stop.
 func (m *Membership) Run(ctx context.Context) error {
 	if m.closed.Load() {
 		return ErrClosed
@@ -373,6 +395,9 @@ func (m *Membership) Run(ctx context.Context) error {
 	wg.Go(func() { m.joinSeeds(runCtx) })
 	if m.dns != nil {
 		wg.Go(func() { m.discover(runCtx) })
+	}
+	if m.mdns != nil {
+		wg.Go(func() { m.discoverMDNS(runCtx) })
 	}
 	wg.Go(func() { m.gossipMeta(runCtx) })
 
@@ -720,6 +745,9 @@ func (m *Membership) Close() error {
 		m.closed.Store(true)
 		m.mu.Unlock()
 		close(m.closeCh)
+		if m.mdns != nil {
+			m.mdns.close() // stop announcing before gossip stops
+		}
 		m.leaveMu.Lock()
 		if err := m.ml.Shutdown(); err != nil {
 			m.closeErr = fmt.Errorf("shut down gossip: %w", err)

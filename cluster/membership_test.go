@@ -454,7 +454,9 @@ func TestNewMembershipErrors(t *testing.T) {
 		{"bad bind", func(c *config.Cluster) { c.Bind = "127.0.0.1" }, []string{"cluster.bind", "host:port"}},
 		{"bad profile", func(c *config.Cluster) { c.Profile = "turbo" }, []string{"cluster.profile", "lan"}},
 		{"bad key", func(c *config.Cluster) { c.Key = "bm90IGEga2V5" }, []string{"cluster.key", "16, 24 or 32"}},
-		{"mdns", func(c *config.Cluster) { c.Discovery.MDNS.Enabled = true }, []string{"mdns", "not implemented"}},
+		{"bad mdns service", func(c *config.Cluster) {
+			c.Discovery.MDNS = config.MDNSDiscovery{Enabled: true, Service: "_" + strings.Repeat("x", 70) + "._tcp"}
+		}, []string{"cluster.discovery.mdns", "not a valid DNS name"}},
 		{"bad dns type", func(c *config.Cluster) { c.Discovery.DNS = config.DNSDiscovery{Name: "x.test", Type: "MX"} }, []string{"cluster.discovery.dns.type", "A or SRV"}},
 		{"no key on a reachable address", func(c *config.Cluster) { c.Bind = "0.0.0.0:0" }, []string{"cluster.key is empty", "cluster.insecure"}},
 	}
@@ -474,10 +476,77 @@ func TestNewMembershipErrors(t *testing.T) {
 			}
 		})
 	}
-	c := testConfig()
-	c.Discovery.MDNS.Enabled = true
-	if _, err := NewMembership(Options{Config: c, NodeName: "x"}); !errors.Is(err, ErrNotImplemented) {
-		t.Errorf("mdns error = %v, want ErrNotImplemented", err)
+}
+
+// TestMDNSDiscoveryFormsCluster: three agents with mDNS discovery and no seeds, started
+// one after the other, form one cluster; the later ones find the earlier ones.
+func TestMDNSDiscoveryFormsCluster(t *testing.T) { mdnsModes(t, testMDNSDiscoveryFormsCluster) }
+
+func testMDNSDiscoveryFormsCluster(t *testing.T, multicast bool) {
+	nets := mdnsTestNets(t, 3, multicast)
+	start := time.Now()
+	n1 := startMDNSNode(t, "n1", testConfig(), nets[0])
+	waitFor(t, 5*time.Second, "n1 to find nobody", func() bool {
+		return n1.logs.count("mDNS discovery found no peers yet") == 1
+	})
+	n2 := startMDNSNode(t, "n2", testConfig(), nets[1])
+	n3 := startMDNSNode(t, "n3", testConfig(), nets[2])
+	nodes := []*testNode{n1, n2, n3}
+	waitConverged(t, nodes, 15*time.Second)
+	t.Logf("three agents found each other by mDNS in %s", time.Since(start).Round(time.Millisecond))
+	joins := 0
+	for _, n := range nodes {
+		joins += n.logs.count("joined a peer found by mDNS discovery")
+		if n.logs.count("cannot join") > 0 {
+			t.Errorf("%s logged a failed join", n.name)
+		}
+	}
+	if joins == 0 {
+		t.Error("no agent logged a join through mDNS discovery")
+	}
+
+	// Once a member leaves, its responder stops answering: the others do not join it again.
+	if err := n3.m.Leave(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	gone := func() bool {
+		return slices.Equal(aliveNames(n1.m), []string{"n1", "n2"}) && slices.Equal(aliveNames(n2.m), []string{"n1", "n2"})
+	}
+	waitFor(t, 10*time.Second, "n1 and n2 to see n3 gone", gone)
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if !gone() { // two browse intervals
+			t.Fatalf("n3 is back after leaving: n1 sees %v, n2 sees %v", aliveNames(n1.m), aliveNames(n2.m))
+		}
+	}
+}
+
+// TestMDNSDiscoveryOtherCluster: an agent whose TXT record names another cluster is found
+// but not joined, and it does not join either.
+func TestMDNSDiscoveryOtherCluster(t *testing.T) { mdnsModes(t, testMDNSDiscoveryOtherCluster) }
+
+func testMDNSDiscoveryOtherCluster(t *testing.T, multicast bool) {
+	nets := mdnsTestNets(t, 3, multicast)
+	n1 := startMDNSNode(t, "n1", testConfig(), nets[0])
+	other := testConfig()
+	other.Name = "other"
+	x := startMDNSNode(t, "x", other, nets[1])
+	n2 := startMDNSNode(t, "n2", testConfig(), nets[2])
+	waitConverged(t, []*testNode{n1, n2}, 15*time.Second)
+	waitFor(t, 10*time.Second, "each side to log the agent of the other cluster", func() bool {
+		return x.logs.count("mDNS found an agent of another cluster") > 0 &&
+			n1.logs.count("mDNS found an agent of another cluster") > 0 &&
+			n2.logs.count("mDNS found an agent of another cluster") > 0
+	})
+	if got := aliveNames(x.m); !slices.Equal(got, []string{"x"}) {
+		t.Errorf("x sees %v, want itself only", got)
+	}
+	for _, n := range []*testNode{n1, n2, x} {
+		if _, ok := memberByName(n.m, "x"); ok && n != x {
+			t.Errorf("%s knows x", n.name)
+		}
+		if c := n.logs.count("cannot join"); c > 0 {
+			t.Errorf("%s tried to join across clusters (%d failed joins)", n.name, c)
+		}
 	}
 }
 
