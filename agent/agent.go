@@ -96,6 +96,7 @@ type Agent struct {
 	runner *runner
 	pl     *placement
 	defs   *defCache
+	pulse  *pulse // the once-a-second beat polling loops share
 
 	mu      sync.RWMutex
 	cfg     *config.Config // current effective config; replaced by Reload
@@ -133,6 +134,7 @@ func New(p Parts) (*Agent, error) {
 		memberEvents:      evs,
 		unsubscribeEvents: unsubscribe,
 		runner:            newRunner(),
+		pulse:             newPulse(),
 		pl:                pl,
 		defs:              newDefCache(log.Warn),
 	}, nil

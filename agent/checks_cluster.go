@@ -357,14 +357,12 @@ func (a *Agent) rpcResults(w http.ResponseWriter, r *http.Request) {
 
 // reportResults sends the results of the cluster checks run here to the aggregator until
 // ctx ends: after each new result (batched for resultsBatch), again to a new aggregator,
-// and all of them every resultsResend. A failed send is retried every second with the
+// and all of them every resultsResend. A failed send is retried at the agent's pulse (every second) with the
 // latest result of each check; older ones are superseded, not lost.
 func (a *Agent) reportResults(ctx context.Context) error {
 	sent := map[string]time.Time{} // check → time of the result last delivered
 	to := ""                       // the aggregator (name and term) sent is about
 	var lastErr string
-	retry := time.NewTicker(time.Second)
-	defer retry.Stop()
 	resend := time.NewTicker(resultsResend)
 	defer resend.Stop()
 	batch := time.NewTimer(time.Hour)
@@ -390,7 +388,7 @@ func (a *Agent) reportResults(ctx context.Context) error {
 				return nil
 			case <-batch.C:
 			}
-		case <-retry.C:
+		case <-a.pulse.next(): // retry, or notice a new aggregator
 		case <-resend.C:
 			clear(sent)
 		}
@@ -481,8 +479,6 @@ func (a *Agent) kickConfigChecks() {
 // ends: at start, after each reload, whenever the aggregator changes, and every
 // configChecksResend; a failed send is retried every second.
 func (a *Agent) sendConfigChecks(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	var sentKey string
 	var sentAt time.Time
 	var lastErr string
@@ -504,7 +500,7 @@ func (a *Agent) sendConfigChecks(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-a.pulse.next():
 		case <-a.runner.syncKick:
 			gen++
 		}

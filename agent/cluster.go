@@ -302,13 +302,38 @@ func (a *Agent) writeKeyring(w http.ResponseWriter, k api.Keyring) {
 	writeJSON(w, status, k)
 }
 
-// refreshMeta gossips this node's load and health every period until ctx ends; the
-// membership only broadcasts meaningful changes.
+// pulse is the agent's shared once-a-second beat. The loops that poll (metadata, result
+// and config-check retries) wait on it rather than on tickers of their own, so they wake
+// together and an idle agent pays for one wake-up a second instead of one per loop.
+type pulse struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newPulse() *pulse { return &pulse{ch: make(chan struct{})} }
+
+// next returns a channel closed at the next beat.
+func (p *pulse) next() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ch
+}
+
+func (p *pulse) beat() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	close(p.ch)
+	p.ch = make(chan struct{})
+}
+
+// refreshMeta gossips this node's load and health every second until ctx ends (the
+// membership only broadcasts meaningful changes) and beats the agent's pulse.
 func (a *Agent) refreshMeta(ctx context.Context) error {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var leader string
 	for {
+		a.pulse.beat()
 		a.updateRoles()
 		if a.parts.Raft == nil {
 			// Agents outside Raft learn about a new aggregator by gossip.

@@ -51,7 +51,7 @@ func (a *Agent) roles() []string {
 	}
 	roles = append(roles, roleServer)
 	if rn := a.parts.Raft; rn != nil {
-		if slices.Contains(rn.Stats().Voters, a.Config().NodeName) {
+		if rn.IsVoter() {
 			roles = append(roles, roleVoter)
 		}
 		if rn.IsLeader() {

@@ -139,9 +139,16 @@ type raftTiming struct {
 	tick                               time.Duration // maintenance loop
 	settleTicks                        int           // bootstrap set stable for this many ticks
 	promoteAfter                       time.Duration // a new server stays non-voter this long
+	detection                          time.Duration // the gossip profile's failure detection
 }
 
 func raftTimingFor(profile string) raftTiming {
+	t := raftTimingOf(profile)
+	t.detection = DetectionTime(profile)
+	return t
+}
+
+func raftTimingOf(profile string) raftTiming {
 	switch profile {
 	case ProfileFast:
 		return raftTiming{heartbeat: 300 * time.Millisecond, election: 300 * time.Millisecond,
@@ -910,6 +917,20 @@ func (r *Raft) InConfiguration() bool {
 	return false
 }
 
+// IsVoter reports whether this node is a voter in the latest Raft configuration.
+func (r *Raft) IsVoter() bool {
+	f := r.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(r.o.NodeName) {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
+
 // IsLeader reports whether this node is the Raft leader (the aggregator).
 func (r *Raft) IsLeader() bool { return r.raft.State() == raft.Leader }
 
@@ -1089,10 +1110,9 @@ func (r *Raft) publishLocked(c LeaderChange) {
 	}
 }
 
-// watchLeader turns raft observations and a poll into LeaderChange values and logs.
+// watchLeader turns raft observations into LeaderChange values and logs; maintain polls
+// with checkLeader every tick as well, since raft drops observations when we are busy.
 func (r *Raft) watchLeader(ctx context.Context) {
-	t := time.NewTicker(r.timing.tick)
-	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -1108,28 +1128,32 @@ func (r *Raft) watchLeader(ctx context.Context) {
 				delete(r.failing, d.PeerID)
 				r.failMu.Unlock()
 			}
-		case <-t.C:
 		}
-		c := r.currentChange()
-		r.subsMu.Lock()
-		last := r.lastChange
-		changed := c != last
-		if changed {
-			r.lastChange = c
-			r.publishLocked(c)
-		}
-		r.subsMu.Unlock()
-		if !changed {
-			continue
-		}
-		switch {
-		case c.IsLeader && !last.IsLeader:
-			r.log.Info("this node is now the aggregator (Raft leader)", "term", c.Leader.Term)
-		case c.Known && (c.Leader.Name != last.Leader.Name || !last.Known):
-			r.log.Info("aggregator elected", "leader", c.Leader.Name, "address", c.Leader.Address, "term", c.Leader.Term)
-		case !c.Known && last.Known:
-			r.log.Warn("aggregator lost; waiting for a Raft election (writes fail until one is elected)", "was", last.Leader.Name)
-		}
+		r.checkLeader()
+	}
+}
+
+// checkLeader publishes and logs the leadership state when it changed.
+func (r *Raft) checkLeader() {
+	c := r.currentChange()
+	r.subsMu.Lock()
+	last := r.lastChange
+	changed := c != last
+	if changed {
+		r.lastChange = c
+		r.publishLocked(c)
+	}
+	r.subsMu.Unlock()
+	if !changed {
+		return
+	}
+	switch {
+	case c.IsLeader && !last.IsLeader:
+		r.log.Info("this node is now the aggregator (Raft leader)", "term", c.Leader.Term)
+	case c.Known && (c.Leader.Name != last.Leader.Name || !last.Known):
+		r.log.Info("aggregator elected", "leader", c.Leader.Name, "address", c.Leader.Address, "term", c.Leader.Term)
+	case !c.Known && last.Known:
+		r.log.Warn("aggregator lost; waiting for a Raft election (writes fail until one is elected)", "was", last.Leader.Name)
 	}
 }
 

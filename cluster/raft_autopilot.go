@@ -10,8 +10,9 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// maintain is Run's periodic loop: bootstrap, then on the leader autopilot, release of
-// dead owners' names and the age tick; on every node the snapshot trigger.
+// maintain is Run's periodic loop: bootstrap, the leadership poll, then on the leader
+// autopilot, release of dead owners' names and the age tick; on every node the snapshot
+// trigger. One ticker serves them all: an idle agent wakes as rarely as it can.
 func (r *Raft) maintain(ctx context.Context) {
 	t := time.NewTicker(r.timing.tick)
 	defer t.Stop()
@@ -26,6 +27,7 @@ func (r *Raft) maintain(ctx context.Context) {
 		if !r.bootstrapDone {
 			r.tryBootstrap(now)
 		}
+		r.checkLeader()
 		leader := r.IsLeader()
 		if leader != wasLeader {
 			// A new leader starts its timers afresh: it has not watched anyone depart.
@@ -182,7 +184,7 @@ func (r *Raft) autopilot(ctx context.Context, now time.Time) {
 			delete(r.staged, id)
 		}
 	}
-	removeAfter := 3 * DetectionTime(r.o.Config.Profile)
+	removeAfter := 3 * r.timing.detection
 	timeout := 2 * r.timing.election
 
 	for _, s := range servers {
@@ -283,7 +285,7 @@ func (r *Raft) releaseOwners(ctx context.Context, now time.Time) {
 			delete(r.ownerGone, o)
 		}
 	}
-	after := DetectionTime(r.o.Config.Profile)
+	after := r.timing.detection
 	for owner := range owners {
 		m, ok := members[owner]
 		if isUp(m, ok) {

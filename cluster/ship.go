@@ -401,8 +401,11 @@ func (s *Shipper) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("shipper: Run called twice")
 	}
-	syncT := time.NewTicker(spoolSyncEvery)
+	// Appends and acknowledgements are fsynced at most spoolSyncEvery later; an idle
+	// spool arms no timer.
+	syncT := time.NewTimer(spoolSyncEvery)
 	defer syncT.Stop()
+	syncArmed := true
 	backoff := time.Duration(0)
 	for {
 		if backoff > 0 {
@@ -426,11 +429,16 @@ func (s *Shipper) Run(ctx context.Context) error {
 		}
 		if b.empty() {
 			backoff = 0
+			if !syncArmed && s.spool.Dirty() {
+				syncT.Reset(spoolSyncEvery)
+				syncArmed = true
+			}
 			select {
 			case <-ctx.Done():
 			case <-s.kick:
 			case <-changed:
 			case <-syncT.C:
+				syncArmed = false
 				if err := s.spool.Sync(); err != nil && !errors.Is(err, spool.ErrClosed) {
 					s.log.Warn("log spool sync failed", "err", err)
 				}

@@ -102,6 +102,7 @@ type Spool struct {
 	headDirt bool
 	dirDirt  bool
 	version  uint64 // bumped by every change Sync must make durable
+	claimed  uint64 // the version the latest Sync started making durable
 	changed  chan struct{}
 
 	syncMu sync.Mutex
@@ -620,6 +621,14 @@ func (s *Spool) Changed() <-chan struct{} {
 	return s.changed
 }
 
+// Dirty reports whether changes were made since the latest Sync started: whether a Sync
+// now would have anything to do.
+func (s *Spool) Dirty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version > s.claimed
+}
+
 // Sync makes everything appended and acknowledged before the call durable. Calls that
 // overlap share fsyncs: a caller whose data another Sync already covered returns at once.
 func (s *Spool) Sync() error {
@@ -654,6 +663,7 @@ func (s *Spool) Sync() error {
 	dir := s.dirDirt
 	s.dirDirt = false
 	target := s.version
+	s.claimed = target
 	s.mu.Unlock()
 
 	var errs []error

@@ -212,6 +212,48 @@ func TestOrderPeekAck(t *testing.T) {
 	}
 }
 
+// TestDirty: appends and acknowledgements make the spool dirty until a Sync starts, so
+// an idle shipper needs no sync timer.
+func TestDirty(t *testing.T) {
+	e := newEnv(t)
+	s := e.open(64 << 10)
+	mustSync := func() {
+		t.Helper()
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustSync()
+	if s.Dirty() {
+		t.Fatal("dirty right after Sync")
+	}
+	mustAppend(t, s, items(1, 3)...)
+	if !s.Dirty() {
+		t.Fatal("not dirty after Append")
+	}
+	mustSync()
+	if s.Dirty() {
+		t.Fatal("dirty after Sync")
+	}
+	_, tok, err := s.Peek(2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Dirty() {
+		t.Fatal("Peek made the spool dirty")
+	}
+	if err := s.Ack(tok); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Dirty() {
+		t.Fatal("not dirty after Ack")
+	}
+	mustSync()
+	if s.Dirty() {
+		t.Fatal("dirty after the last Sync")
+	}
+}
+
 func TestPeekByteLimit(t *testing.T) {
 	e := newEnv(t)
 	s := e.open(1 << 20)
