@@ -519,40 +519,36 @@ func explainJoinError(addr string, err error) error {
 	return fmt.Errorf("join %s: %s (%w)", addr, why, err)
 }
 
-// gossipMeta broadcasts metadata changes, at most once per pushEvery, and folds
-// memberlist's health score into the metadata.
+// gossipMeta broadcasts metadata changes, at most once per pushEvery. It sleeps until a
+// change is made or a rate-limited one is due: an idle member arms no timer.
 func (m *Membership) gossipMeta(ctx context.Context) {
-	t := time.NewTicker(m.pushEvery)
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		m.pushMeta()
+		if wait := m.pushMeta(); wait > 0 {
+			t.Reset(wait)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.pushCh:
 		case <-t.C:
-			if h := m.ml.GetHealthScore(); h != m.localHealth() {
-				if err := m.UpdateMeta(func(mt *Meta) { mt.Health = h }); err != nil {
-					m.log.Debug("update health score in metadata", "err", err)
-				}
-			}
 		}
 	}
 }
 
-func (m *Membership) localHealth() int {
-	m.metaMu.Lock()
-	defer m.metaMu.Unlock()
-	return m.local.Health
-}
-
 // pushMeta broadcasts the local metadata when it changed meaningfully and the last
-// broadcast is at least pushEvery old; otherwise a later tick retries.
-func (m *Membership) pushMeta() {
+// broadcast is at least pushEvery old. It returns how long to wait before a pending change
+// may go out, or 0 when none is pending.
+func (m *Membership) pushMeta() time.Duration {
 	m.metaMu.Lock()
-	if !m.pending || m.leaving || time.Since(m.lastPush) < m.pushEvery {
+	if !m.pending || m.leaving {
 		m.metaMu.Unlock()
-		return
+		return 0
+	}
+	if since := time.Since(m.lastPush); since < m.pushEvery {
+		m.metaMu.Unlock()
+		return m.pushEvery - since
 	}
 	m.pending = false
 	m.lastPush = time.Now()
@@ -562,15 +558,17 @@ func (m *Membership) pushMeta() {
 	m.pushMu.Lock()
 	defer m.pushMu.Unlock()
 	if m.closed.Load() || m.left.Load() {
-		return
+		return 0
 	}
 	// UpdateNode waits until the broadcast went out; a timeout only means it is still queued.
 	if err := m.ml.UpdateNode(m.pushEvery); err != nil {
 		m.log.Debug("metadata broadcast still in progress", "err", err)
 	}
+	return 0
 }
 
-// UpdateMeta changes the local metadata with fn and, when it changed meaningfully (load by
+// UpdateMeta changes the local metadata with fn (after folding in memberlist's current
+// health score; the agent calls it every second) and, when it changed meaningfully (load by
 // 0.05 or more, or any other field), schedules a broadcast; broadcasts happen on Run's
 // goroutine at most once per probe interval of the profile. Metadata that would not fit in
 // memberlist's 512 bytes is refused with ErrMetaTooLarge and the previous metadata stays.
@@ -578,8 +576,10 @@ func (m *Membership) UpdateMeta(fn func(*Meta)) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
+	health := m.ml.GetHealthScore()
 	m.metaMu.Lock()
 	next := m.local.clone()
+	next.Health = health // memberlist's score rides along with every update
 	fn(&next)
 	enc, err := encodeMeta(next, m.leaving)
 	if err != nil {
