@@ -178,36 +178,8 @@ func startTestMDNS(t *testing.T, cluster, node, self string, n mdnsNet, logs *sy
 func startMDNSNode(t *testing.T, name string, cfg config.Cluster, n mdnsNet) *testNode {
 	t.Helper()
 	cfg.Discovery.MDNS.Enabled = true
-	logs := &syncBuffer{}
-	m, err := NewMembership(Options{Config: cfg, NodeName: name, Logger: testLogger(logs), mdnsNet: n})
-	if err != nil {
-		t.Fatalf("NewMembership(%s): %v", name, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
-	var once sync.Once
-	node := &testNode{name: name, m: m, logs: logs}
-	node.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run(%s) = %v", name, err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("Run(%s) did not return within 15s of cancel", name)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		node.stop()
-		_ = m.Close()
-		if t.Failed() {
-			t.Logf("log of %s:\n%s", name, logs.String())
-		}
-	})
+	node := newNodeWith(t, Options{Config: cfg, NodeName: name, mdnsNet: n})
+	runNode(t, node)
 	return node
 }
 

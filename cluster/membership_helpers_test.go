@@ -67,8 +67,16 @@ func testConfig() config.Cluster {
 // newNode creates a Membership without running it; Close is registered as cleanup.
 func newNode(t *testing.T, name string, cfg config.Cluster, meta Meta) *testNode {
 	t.Helper()
+	return newNodeWith(t, Options{Config: cfg, NodeName: name, Meta: meta})
+}
+
+// newNodeWith is newNode with every option; the logger is the test's.
+func newNodeWith(t *testing.T, o Options) *testNode {
+	t.Helper()
+	name := o.NodeName
 	logs := &syncBuffer{}
-	m, err := NewMembership(Options{Config: cfg, NodeName: name, Meta: meta, Logger: testLogger(logs)})
+	o.Logger = testLogger(logs)
+	m, err := NewMembership(o)
 	if err != nil {
 		t.Fatalf("NewMembership(%s): %v", name, err)
 	}
@@ -87,6 +95,13 @@ func newNode(t *testing.T, name string, cfg config.Cluster, meta Meta) *testNode
 func startNode(t *testing.T, name string, cfg config.Cluster, meta Meta) *testNode {
 	t.Helper()
 	n := newNode(t, name, cfg, meta)
+	runNode(t, n)
+	return n
+}
+
+// runNode runs n's Membership until the test ends (or n.stop).
+func runNode(t *testing.T, n *testNode) {
+	name := n.name
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.m.Run(ctx) }()
@@ -104,7 +119,6 @@ func startNode(t *testing.T, name string, cfg config.Cluster, meta Meta) *testNo
 			}
 		})
 	}
-	return n
 }
 
 // startCluster starts n nodes named n1..nN; every node after the first joins the first.

@@ -122,6 +122,27 @@ func (n *node) members(t *testing.T) (map[string]string, error) {
 	return st, nil
 }
 
+// waitAllAlive waits until every node of nodes sees exactly them, all alive.
+func waitAllAlive(t *testing.T, what string, nodes ...*node) {
+	t.Helper()
+	eventually(t, 20*time.Second, what, func() error {
+		for _, n := range nodes {
+			st, err := n.members(t)
+			if err != nil {
+				return err
+			}
+			ok := len(st) == len(nodes)
+			for _, o := range nodes {
+				ok = ok && st[o.name] == "alive"
+			}
+			if !ok {
+				return fmt.Errorf("%s sees %v", n.name, st)
+			}
+		}
+		return nil
+	})
+}
+
 const testKey = "kbhhaKqJbZ5z/biVhkRRnVMpXcm7X2h7yuiSmgXj3NQ="
 
 // TestClusterProcesses runs three real agents on loopback: they form a cluster that
@@ -133,18 +154,7 @@ func TestClusterProcesses(t *testing.T) {
 	n2 := startNode(t, "n2", "e2e", testKey, []string{n1.gossip})
 	n3 := startNode(t, "n3", "e2e", testKey, []string{n1.gossip})
 	start := time.Now()
-	eventually(t, 20*time.Second, "three alive members", func() error {
-		for _, n := range []*node{n1, n2, n3} {
-			st, err := n.members(t)
-			if err != nil {
-				return err
-			}
-			if len(st) != 3 || st["n1"] != "alive" || st["n2"] != "alive" || st["n3"] != "alive" {
-				return fmt.Errorf("%s sees %v", n.name, st)
-			}
-		}
-		return nil
-	})
+	waitAllAlive(t, "three alive members", n1, n2, n3)
 	t.Logf("formation: 3 members alive after %s", time.Since(start).Round(time.Millisecond))
 
 	// Intruders: another key, and the right key with another cluster name.

@@ -48,18 +48,7 @@ func TestMDNSProcesses(t *testing.T) {
 	n1 := start("n1", cluster)
 	n2 := start("n2", cluster)
 	n3 := start("n3", cluster)
-	eventually(t, 20*time.Second, "three alive members found by mDNS", func() error {
-		for _, n := range []*node{n1, n2, n3} {
-			st, err := n.members(t)
-			if err != nil {
-				return err
-			}
-			if len(st) != 3 || st["n1"] != "alive" || st["n2"] != "alive" || st["n3"] != "alive" {
-				return fmt.Errorf("%s sees %v", n.name, st)
-			}
-		}
-		return nil
-	})
+	waitAllAlive(t, "three alive members found by mDNS", n1, n2, n3)
 	t.Logf("formation by mDNS: 3 members alive after %s", time.Since(began).Round(time.Millisecond))
 	eventually(t, 20*time.Second, "an aggregator", func() error {
 		out, err := n3.cli(t, "leader")
