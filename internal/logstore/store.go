@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -240,6 +241,9 @@ func (st *state) nodeID(name string) (uint32, error) {
 	if len(st.nodeNames) >= maxNodes {
 		return 0, fmt.Errorf("%w: more than %d distinct node names", ErrInvalid, maxNodes)
 	}
+	// The store keeps the name: a copy, not the caller's string, which may be a slice of
+	// a much larger buffer (the FSM decodes a whole Raft entry into one string).
+	name = strings.Clone(name)
 	id := uint32(len(st.nodeNames))
 	st.nodeIDs[name] = id
 	st.nodeNames = append(st.nodeNames, name)
@@ -361,6 +365,7 @@ func (s *Store) ApplyBatch(b Batch) (Applied, error) {
 	st.c.Duplicates += uint64(dups)
 	st.c.EvAge += expired
 	if k := b.IdempotencyKey; k != "" {
+		k = strings.Clone(k) // kept for the key window: not a slice of the caller's buffer
 		st.keys[k] = keyRec{accepted: out.Accepted, at: now}
 		st.keyOrder = append(st.keyOrder, k)
 		s.trimKeys(st, now)
