@@ -86,9 +86,42 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
+// readBody reads a request body of at most limit bytes. It writes the error answer (413,
+// or 400 when the body cannot be read) itself and reports whether body is good.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	size := int64(512)
+	if n := r.ContentLength; n >= 0 && n < limit {
+		size = n + 1 // room to see the end without growing
+	}
+	body := make([]byte, 0, size)
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(body) == cap(body) {
+			body = append(body, 0)[:len(body)]
+		}
+		n, err := rd.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err == io.EOF {
+			return body, true
+		}
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body is larger than %d bytes", limit))
+			} else {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("read request body: %w", err))
+			}
+			return nil, false
+		}
+	}
+}
+
 func writeError(w http.ResponseWriter, status int, err error) {
 	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
+
+// errTrailingData is the error for a body with more after its JSON value.
+var errTrailingData = errors.New("unexpected data after the JSON value")
 
 // decodeBody decodes a JSON body of at most limit bytes into v, rejecting unknown fields and
 // trailing data. It writes the error answer (400 or 413) itself and reports whether v is good.
@@ -97,7 +130,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil && dec.More() {
-		err = errors.New("unexpected data after the JSON value")
+		err = errTrailingData
 	}
 	if err == nil {
 		return true

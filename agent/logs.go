@@ -71,8 +71,13 @@ func (a *Agent) handlePostLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("Idempotency-Key is longer than %d bytes", maxIdemKeyBytes))
 		return
 	}
-	var in []api.LogRecord
-	if !decodeBody(w, r, maxLogsBody, &in) {
+	body, ok := readBody(w, r, maxLogsBody)
+	if !ok {
+		return
+	}
+	in, err := decodeLogRecords(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("malformed JSON body: %w", err))
 		return
 	}
 	recs, err := validateLogs(in, a.Config().NodeName, time.Now())

@@ -77,6 +77,16 @@ func NormalizeLevel(s string) (string, error) {
 }
 
 func levelCode(s string) (uint8, bool) {
+	switch s { // canonical names first: every record is checked several times on its way
+	case LevelDebug:
+		return 0, true
+	case LevelInfo:
+		return 1, true
+	case LevelWarn:
+		return 2, true
+	case LevelError:
+		return 3, true
+	}
 	switch strings.ToLower(s) {
 	case "debug":
 		return 0, true
