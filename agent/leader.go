@@ -75,14 +75,16 @@ func (e *rpcError) Error() string { return e.msg }
 
 // Codes of agent RPC errors and the sentinels they stand for.
 var rpcCodes = map[string]error{
-	"not_leader": cluster.ErrNotLeader,
-	"no_leader":  cluster.ErrNoLeader,
-	"name_taken": cluster.ErrNameTaken,
-	"not_owner":  cluster.ErrNotOwner,
-	"unknown":    cluster.ErrUnknownName,
-	"invalid":    logstore.ErrInvalid,
-	"stale_term": cluster.ErrStaleTerm,
-	"bad_check":  cluster.ErrInvalidCommand,
+	"not_leader":   cluster.ErrNotLeader,
+	"no_leader":    cluster.ErrNoLeader,
+	"name_taken":   cluster.ErrNameTaken,
+	"not_owner":    cluster.ErrNotOwner,
+	"unknown":      cluster.ErrUnknownName,
+	"invalid":      logstore.ErrInvalid,
+	"stale_term":   cluster.ErrStaleTerm,
+	"bad_check":    cluster.ErrInvalidCommand,
+	"out_of_order": cluster.ErrOutOfOrder,
+	"no_streams":   cluster.ErrStreamUnsupported,
 }
 
 func (e *rpcError) Unwrap() error { return rpcCodes[e.code] }
@@ -90,7 +92,7 @@ func (e *rpcError) Unwrap() error { return rpcCodes[e.code] }
 // errorCode returns the RPC code of err, if it wraps one of the sentinels.
 func errorCode(err error) string {
 	// ErrNoLeader first: a not-leader error may wrap it.
-	for _, code := range []string{"no_leader", "not_leader", "name_taken", "not_owner", "unknown", "invalid", "stale_term", "bad_check"} {
+	for _, code := range []string{"no_leader", "not_leader", "name_taken", "not_owner", "unknown", "invalid", "stale_term", "bad_check", "out_of_order", "no_streams"} {
 		if errors.Is(err, rpcCodes[code]) {
 			return code
 		}
@@ -103,7 +105,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, cluster.ErrNameTaken), errors.Is(err, cluster.ErrNotOwner):
+	case errors.Is(err, cluster.ErrNameTaken), errors.Is(err, cluster.ErrNotOwner), errors.Is(err, cluster.ErrOutOfOrder),
+		errors.Is(err, cluster.ErrStreamUnsupported):
 		return http.StatusConflict
 	case errors.Is(err, cluster.ErrUnknownName):
 		return http.StatusNotFound
@@ -169,10 +172,10 @@ type rpcLogsResponse struct {
 	Accepted []int `json:"accepted"`
 }
 
-// AppendLogs implements cluster.LogSink: the Shipper's way to the aggregator.
-func (l *Leader) AppendLogs(ctx context.Context, node string, groups []cluster.LogGroup) ([]int, error) {
+// AppendLogStream implements cluster.LogSink: the Shipper's way to the aggregator.
+func (l *Leader) AppendLogStream(ctx context.Context, node string, pos cluster.StreamPos, groups []cluster.LogGroup) ([]int, error) {
 	if l.local() {
-		return l.raft.AppendLogs(ctx, node, groups)
+		return l.raft.AppendLogStream(ctx, node, pos, groups)
 	}
 	info, ok := l.Info()
 	if !ok || info.Address == "" {
@@ -198,13 +201,66 @@ func (l *Leader) AppendLogs(ctx context.Context, node string, groups []cluster.L
 		}
 	}()
 	var out rpcLogsResponse
-	if err := l.callAt(ctx, info, "/rpc/logs", rpcLogsRequest{Node: node, Groups: groups}, &out); err != nil {
+	var err error
+	if pos == (cluster.StreamPos{}) {
+		// Unordered: the JSON call every picket answers (a Shipper falls back to it when
+		// the aggregator does not take streams).
+		err = l.callAt(ctx, info, "/rpc/logs", rpcLogsRequest{Node: node, Groups: groups}, &out)
+	} else {
+		err = l.callStream(ctx, info, node, pos, groups, &out)
+	}
+	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, cluster.ErrNotLeader) {
 			return nil, cause
 		}
 		return nil, err
 	}
 	return out.Accepted, nil
+}
+
+// callStream sends a call of an ordered log stream to the aggregator, binary encoded
+// (cluster.EncodeLogCall). An aggregator without that RPC (an older picket answers 404)
+// gives an error wrapping cluster.ErrStreamUnsupported.
+func (l *Leader) callStream(ctx context.Context, info cluster.LeaderInfo, node string, pos cluster.StreamPos, groups []cluster.LogGroup, out *rpcLogsResponse) error {
+	body, err := cluster.EncodeLogCall(nil, node, pos, groups)
+	if err != nil {
+		return err
+	}
+	err = postRPCBody(ctx, l.client, l.ms, "aggregator "+info.Name, info.Address, "/rpc/logs/stream", logCallContentType, body, out)
+	var re *rpcError
+	switch {
+	case errors.As(err, &re) && re.status == http.StatusNotFound:
+		return fmt.Errorf("%w: %s", cluster.ErrStreamUnsupported, re.msg)
+	case err != nil && re == nil && ctx.Err() == nil:
+		// Unreachable: as far as this agent can tell there is no aggregator.
+		return fmt.Errorf("%w: %v", cluster.ErrNoLeader, err)
+	}
+	return err
+}
+
+// logCallContentType is the media type of cluster.EncodeLogCall bodies.
+const logCallContentType = "application/vnd.picket.log-call"
+
+func (a *Agent) rpcLogStream(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r, maxRPCBody*4)
+	if !ok {
+		return
+	}
+	node, pos, groups, err := cluster.DecodeLogCall(body)
+	if err != nil {
+		writeAggError(w, err)
+		return
+	}
+	if a.parts.Raft == nil {
+		writeAggError(w, cluster.ErrNotLeader)
+		return
+	}
+	acc, err := a.parts.Raft.AppendLogStream(r.Context(), node, pos, groups)
+	if err != nil {
+		writeAggError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rpcLogsResponse{Accepted: acc})
 }
 
 // waitLeader polls until an aggregator is known or ctx ends.

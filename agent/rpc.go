@@ -52,6 +52,7 @@ func (a *Agent) rpcHandler() http.Handler {
 	mux.HandleFunc("POST /rpc/keyring", a.rpcKeyring)
 	mux.HandleFunc("POST /rpc/sweep", a.rpcSweep)
 	mux.HandleFunc("POST /rpc/logs", a.rpcLogs)
+	mux.HandleFunc("POST /rpc/logs/stream", a.rpcLogStream)
 	mux.HandleFunc("POST /rpc/logs/query", a.rpcLogsQuery)
 	mux.HandleFunc("GET /rpc/logs/follow", a.rpcLogsFollow)
 	mux.HandleFunc("POST /rpc/registry", a.rpcRegistry)
@@ -94,11 +95,16 @@ func postRPC(ctx context.Context, client *http.Client, ms *cluster.Membership, n
 	if err != nil {
 		return err
 	}
+	return postRPCBody(ctx, client, ms, name, addr, path, "application/json", body, out)
+}
+
+// postRPCBody is postRPC with a body already encoded, of the given content type.
+func postRPCBody(ctx context.Context, client *http.Client, ms *cluster.Membership, name, addr, path, contentType string, body []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	if keys := ms.ListKeys(); len(keys) > 0 {
 		req.Header.Set(rpcAuthHeader, rpcToken(keys[0]))
 	}

@@ -42,6 +42,31 @@ type LogGroup struct {
 	Records []logstore.Record
 }
 
+// StreamPos places a call in its sender's ordered stream of log calls, so that a
+// sender (a Shipper) may have several calls in flight without a later call ever being
+// committed while an earlier one is not. That matters because the log store drops a
+// node's records whose seq is not above the highest it holds: were a later call
+// committed first, the retry of the earlier one would be dropped as duplicates, and
+// its records lost.
+//
+// A sender numbers its calls 1, 2, 3, ... (Pos) within an epoch, a number unique for
+// the node that it picks afresh whenever it starts over (at the latest after a failed
+// call, once every call in flight has returned). Every voter applies a call with Pos 1
+// unconditionally, and the node's stream continues from it; a call with a higher Pos
+// only when the node's last applied call is (Epoch, Pos-1). Any other call is refused
+// as a whole with ErrOutOfOrder: none of its groups is applied, and it is safe to send
+// its records again. The zero StreamPos is an unordered call, applied unconditionally,
+// for senders with one call in flight at a time.
+type StreamPos struct {
+	Epoch uint64 `json:"epoch"`
+	Pos   uint64 `json:"pos"`
+}
+
+// follows reports whether a call at p may be applied when the node's stream is at last.
+func (p StreamPos) follows(last StreamPos) bool {
+	return p.Pos == 1 || p.Epoch == last.Epoch && p.Pos == last.Pos+1
+}
+
 // Registration is one global name (DESIGN.md §2: :global.register_name).
 type Registration struct {
 	Name  string `json:"name"`
@@ -209,6 +234,9 @@ type fsmState struct {
 	Assignments  map[string]CheckAssignment `json:"assignments"`
 	AssignTerm   uint64                     `json:"assign_term"`
 	ExportCursor uint64                     `json:"export_cursor"`
+	// Streams is, by sending node, the last log call applied from its ordered stream
+	// (see StreamPos). Only Apply, Snapshot and Restore use it (raft's FSM goroutine).
+	Streams map[string]StreamPos `json:"streams,omitempty"`
 	// Applied is the index of the last command applied when the snapshot was taken.
 	Applied uint64 `json:"applied"`
 }
@@ -218,6 +246,7 @@ func newFSMState() fsmState {
 		Names:       map[string]Registration{},
 		Checks:      map[string]json.RawMessage{},
 		Assignments: map[string]CheckAssignment{},
+		Streams:     map[string]StreamPos{},
 	}
 }
 
@@ -227,6 +256,7 @@ func (s *fsmState) clone() fsmState {
 	c.Names = maps.Clone(s.Names)
 	c.Checks = maps.Clone(s.Checks)
 	c.Assignments = maps.Clone(s.Assignments)
+	c.Streams = maps.Clone(s.Streams)
 	return c
 }
 
@@ -276,8 +306,8 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.sinceSnapshot.Add(int64(len(l.Data)))
 	kind, body := l.Data[0], l.Data[1:]
-	if kind == cmdLogs {
-		return f.applyLogs(l.Index, body)
+	if kind == cmdLogs || kind == cmdLogCalls {
+		return f.applyLogs(l.Index, kind, body)
 	}
 	res := f.applyCommand(l, kind, body)
 	if res.err != nil && errors.Is(res.err, errBadCommand) {
@@ -287,30 +317,59 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return res
 }
 
-func (f *fsm) applyLogs(index uint64, body []byte) []groupResult {
-	now, groups, err := decodeLogs(body)
+func (f *fsm) applyLogs(index uint64, kind byte, body []byte) []groupResult {
+	var now time.Time
+	var calls []logCall
+	var err error
+	if kind == cmdLogCalls {
+		now, calls, err = decodeLogCalls(body)
+	} else {
+		var groups []LogGroup
+		now, groups, err = decodeLogs(body)
+		calls = []logCall{{groups: groups}}
+	}
 	if err != nil {
 		f.log.Error("raft log batch could not be decoded and was skipped (a bug or agents of different versions)",
 			"index", index, "err", err)
 		return nil
 	}
 	f.lastLogs.Store(now.UnixNano())
-	if len(groups) == 0 {
+	var out []groupResult
+	for i := range calls {
+		c := &calls[i]
+		if c.stream != (StreamPos{}) {
+			f.mu.Lock()
+			last := f.st.Streams[c.node]
+			ok := c.stream.follows(last)
+			if ok {
+				f.st.Streams[c.node] = c.stream
+			}
+			f.mu.Unlock()
+			if !ok {
+				err := fmt.Errorf("%w: call %d of epoch %d from %s, but its last applied call is %d of epoch %d",
+					ErrOutOfOrder, c.stream.Pos, c.stream.Epoch, c.node, last.Pos, last.Epoch)
+				for range c.groups {
+					out = append(out, groupResult{err: err})
+				}
+				continue
+			}
+		}
+		for _, g := range c.groups {
+			a, err := f.store.ApplyBatch(logstore.Batch{Records: g.Records, IdempotencyKey: g.Key, Now: now})
+			if err != nil {
+				// A disk error leaves this voter's store behind the others'. Its next
+				// snapshot restore (or a restart, which rebuilds from Raft) repairs it.
+				f.log.Error("log batch not stored on this voter", "index", index, "records", len(g.Records), "err", err)
+			}
+			out = append(out, groupResult{applied: a, err: err})
+		}
+	}
+	if len(out) == 0 {
 		// The leader's periodic empty batch: retention by age, judged at its clock.
 		if _, err := f.store.ApplyBatch(logstore.Batch{Now: now}); err != nil {
 			f.log.Error("log retention not applied on this voter", "index", index, "err", err)
 		}
 		return nil
-	}
-	out := make([]groupResult, len(groups))
-	for i := range groups {
-		a, err := f.store.ApplyBatch(logstore.Batch{Records: groups[i].Records, IdempotencyKey: groups[i].Key, Now: now})
-		if err != nil {
-			// A disk error leaves this voter's store behind the others'. Its next
-			// snapshot restore (or a restart, which rebuilds from Raft) repairs it.
-			f.log.Error("log batch not stored on this voter", "index", index, "records", len(groups[i].Records), "err", err)
-		}
-		out[i] = groupResult{applied: a, err: err}
 	}
 	return out
 }
@@ -561,6 +620,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	if st.Assignments == nil {
 		st.Assignments = map[string]CheckAssignment{}
+	}
+	if st.Streams == nil {
+		st.Streams = map[string]StreamPos{}
 	}
 	if err := f.store.Restore(r); err != nil {
 		return err

@@ -20,6 +20,14 @@ import (
 //	per record: string node | uvarint seq | u8 has-time | [varint unix nanos] |
 //	            u8 level | string message | uvarint attrs | (string key, string value)...
 //
+// Log batches with calls of ordered streams (StreamPos) say where each call starts:
+//
+//	kind=cmdLogCalls | varint now | uvarint calls |
+//	per call: string node | uvarint epoch | uvarint pos | uvarint groups | groups as above
+//
+// A leader writes cmdLogs when no call of the batch has a stream, so that voters of the
+// previous version keep applying entries of senders that do not pipeline.
+//
 // A string is a uvarint length and its bytes. Every other command is
 //
 //	kind | varint now | JSON body
@@ -34,6 +42,7 @@ const (
 	cmdRegister     byte = 6
 	cmdUnregister   byte = 7
 	cmdReleaseOwner byte = 8
+	cmdLogCalls     byte = 9
 )
 
 // errBadCommand marks a Raft log entry the FSM cannot decode (a bug or version skew).
@@ -89,11 +98,55 @@ func recordEncodedSize(r *logstore.Record) int {
 	return n
 }
 
-// encodeLogs encodes a log batch command. Records must carry canonical levels (the
-// callers validate them with logstore first).
+// logCall is one AppendLogStream call's part of a log batch: the FSM applies or refuses
+// its groups together (see StreamPos).
+type logCall struct {
+	node   string
+	stream StreamPos
+	groups []LogGroup
+}
+
+// encodeLogCalls encodes a log batch command of calls: cmdLogCalls when a call has a
+// stream position, else the cmdLogs of all their groups. Records must carry canonical
+// levels (the callers validate them with logstore first).
+func encodeLogCalls(dst []byte, now time.Time, calls []logCall) ([]byte, error) {
+	ordered := false
+	for i := range calls {
+		ordered = ordered || calls[i].stream != StreamPos{}
+	}
+	if !ordered {
+		var groups []LogGroup
+		for i := range calls {
+			groups = append(groups, calls[i].groups...)
+		}
+		return encodeLogs(dst, now, groups)
+	}
+	dst = append(dst, cmdLogCalls)
+	dst = binary.AppendVarint(dst, now.UnixNano())
+	dst = binary.AppendUvarint(dst, uint64(len(calls)))
+	for i := range calls {
+		c := &calls[i]
+		dst = cmdPutString(dst, c.node)
+		dst = binary.AppendUvarint(dst, c.stream.Epoch)
+		dst = binary.AppendUvarint(dst, c.stream.Pos)
+		var err error
+		if dst, err = appendLogGroups(dst, c.groups); err != nil {
+			return nil, err
+		}
+	}
+	return dst, nil
+}
+
+// encodeLogs encodes a log batch command of unordered groups. Records must carry
+// canonical levels (the callers validate them with logstore first).
 func encodeLogs(dst []byte, now time.Time, groups []LogGroup) ([]byte, error) {
 	dst = append(dst, cmdLogs)
 	dst = binary.AppendVarint(dst, now.UnixNano())
+	return appendLogGroups(dst, groups)
+}
+
+// appendLogGroups appends a count of groups and the groups.
+func appendLogGroups(dst []byte, groups []LogGroup) ([]byte, error) {
 	dst = binary.AppendUvarint(dst, uint64(len(groups)))
 	for gi := range groups {
 		g := &groups[gi]
@@ -213,6 +266,42 @@ func (d *cmdReader) count(minBytes int) int {
 func decodeLogs(b []byte) (time.Time, []LogGroup, error) {
 	d := cmdReader{b: b, str: string(b)}
 	now := time.Unix(0, d.varint()).UTC()
+	groups := d.groups()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return time.Time{}, nil, d.err
+	}
+	return now, groups, nil
+}
+
+// decodeLogCalls decodes a cmdLogCalls body (after the kind byte). The records' strings
+// share one copy of b.
+func decodeLogCalls(b []byte) (time.Time, []logCall, error) {
+	d := cmdReader{b: b, str: string(b)}
+	now := time.Unix(0, d.varint()).UTC()
+	calls := make([]logCall, d.count(4))
+	for i := range calls {
+		c := &calls[i]
+		c.node = d.string()
+		c.stream = StreamPos{Epoch: d.uvarint(), Pos: d.uvarint()}
+		c.groups = d.groups()
+		if d.err != nil {
+			return time.Time{}, nil, d.err
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return time.Time{}, nil, d.err
+	}
+	return now, calls, nil
+}
+
+// groups reads a count of groups and the groups; nil after an error.
+func (d *cmdReader) groups() []LogGroup {
 	groups := make([]LogGroup, d.count(2))
 	for gi := range groups {
 		g := &groups[gi]
@@ -239,14 +328,11 @@ func decodeLogs(b []byte) (time.Time, []LogGroup, error) {
 				}
 			}
 			if d.err != nil {
-				return time.Time{}, nil, d.err
+				return nil
 			}
 		}
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
-	}
-	return now, groups, d.err
+	return groups
 }
 
 // encodeJSONCommand encodes a non-log command: kind, leader time, JSON body.
@@ -272,4 +358,38 @@ func decodeJSONCommand(b []byte, into any) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w: %v", errBadCommand, err)
 	}
 	return now, nil
+}
+
+// logCallWireVersion is the first byte of EncodeLogCall's output.
+const logCallWireVersion = 1
+
+// EncodeLogCall encodes one AppendLogStream call for agent RPC: the version byte, then
+// the call as a cmdLogCalls entry holds it (node, epoch, pos, groups). Records must carry
+// canonical levels (the Shipper's do); otherwise it fails with logstore.ErrInvalid.
+// Much cheaper than JSON on both ends, which matters when agents forward most posts.
+func EncodeLogCall(dst []byte, node string, pos StreamPos, groups []LogGroup) ([]byte, error) {
+	dst = append(dst, logCallWireVersion)
+	dst = cmdPutString(dst, node)
+	dst = binary.AppendUvarint(dst, pos.Epoch)
+	dst = binary.AppendUvarint(dst, pos.Pos)
+	return appendLogGroups(dst, groups)
+}
+
+// DecodeLogCall decodes what EncodeLogCall produced. The records' strings share one copy
+// of b. Errors wrap logstore.ErrInvalid.
+func DecodeLogCall(b []byte) (node string, pos StreamPos, groups []LogGroup, err error) {
+	if len(b) == 0 || b[0] != logCallWireVersion {
+		return "", StreamPos{}, nil, fmt.Errorf("%w: log call of an unknown encoding (is the sender a newer picket?)", logstore.ErrInvalid)
+	}
+	d := cmdReader{b: b[1:], str: string(b[1:])}
+	node = d.string()
+	pos = StreamPos{Epoch: d.uvarint(), Pos: d.uvarint()}
+	groups = d.groups()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return "", StreamPos{}, nil, fmt.Errorf("%w: %w", logstore.ErrInvalid, d.err)
+	}
+	return node, pos, groups, nil
 }

@@ -22,6 +22,11 @@ type Meta struct {
 	Load       float64           // 1-minute load average divided by the number of CPUs; ≥ 0
 	Health     int               // memberlist health score (GetHealthScore): 0 is healthy
 	ConfigHash string            // hash of the node's effective configuration, for drift detection
+	// LogStreams reports that the node's picket applies ordered log streams (StreamPos:
+	// Raft entries of kind cmdLogCalls). Every agent of this version can, so EncodeMeta
+	// always sets it whatever this field says; read from a peer's metadata it lets the
+	// aggregator use streams only once every member of the Raft group can apply them.
+	LogStreams bool
 }
 
 // metaVersion is the first byte of an encoded Meta. Decoders reject other versions; fields
@@ -33,6 +38,10 @@ const metaVersion = 1
 // Node.State stays StateAlive there, hashicorp/memberlist#266), so a leaving node says so
 // in its metadata before broadcasting its leave, the way Serf sends a leave intent.
 const metaFlagLeaving = 1 << 0
+
+// metaFlagLogStreams marks a node that applies ordered log streams (Meta.LogStreams).
+// Decoders of earlier versions ignore flags they do not know.
+const metaFlagLogStreams = 1 << 1
 
 // loadScale is the precision of Load on the wire: thousandths.
 const loadScale = 1000
@@ -67,7 +76,7 @@ func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 		return nil, fmt.Errorf("node metadata: health score %d is negative", m.Health)
 	}
 	b := make([]byte, 0, 128)
-	var flags byte
+	flags := byte(metaFlagLogStreams)
 	if leaving {
 		flags |= metaFlagLeaving
 	}
@@ -117,6 +126,7 @@ func decodeMeta(b []byte) (Meta, bool, error) {
 	d := metaDecoder{buf: b[1:]}
 	var m Meta
 	flags := d.byte()
+	m.LogStreams = flags&metaFlagLogStreams != 0
 	m.Load = float64(d.uvarint(maxLoad*loadScale)) / loadScale
 	m.Health = int(d.uvarint(math.MaxInt32))
 	m.Version = d.string()

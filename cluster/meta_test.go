@@ -177,3 +177,19 @@ func TestMetaChanged(t *testing.T) {
 		}
 	}
 }
+
+func TestMetaLogStreamsFlag(t *testing.T) {
+	// Every agent of this version says it applies ordered log streams, whatever the field.
+	b, err := EncodeMeta(Meta{Version: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := DecodeMeta(b); err != nil || !m.LogStreams {
+		t.Errorf("decoded %+v, %v: want LogStreams", m, err)
+	}
+	// An earlier version's metadata has no such flag.
+	b[1] &^= metaFlagLogStreams
+	if m, err := DecodeMeta(b); err != nil || m.LogStreams {
+		t.Errorf("without the flag: %+v, %v", m, err)
+	}
+}

@@ -45,6 +45,14 @@ var (
 	ErrStaleTerm = errors.New("assignment from a stale Raft term ignored")
 	// ErrRaftClosed: the Raft node was shut down.
 	ErrRaftClosed = errors.New("raft node is shut down")
+	// ErrOutOfOrder: a log call of an ordered stream (StreamPos) was refused because the
+	// call before it was not applied (it failed, or has not arrived). Nothing of the call
+	// was applied; its sender starts its stream over and sends the records again.
+	ErrOutOfOrder = errors.New("log call out of order in its sender's stream; nothing of it was applied")
+	// ErrStreamUnsupported: the aggregator, or a member of its Raft group, runs a picket
+	// that does not apply ordered log streams (StreamPos). Nothing was applied; the sender
+	// goes back to one unordered call at a time.
+	ErrStreamUnsupported = errors.New("ordered log streams are not supported by every member of the Raft group (an older picket); send one call at a time")
 )
 
 // RoleServer is the role (in Meta.Roles) of a member that may be a Raft voter
@@ -185,8 +193,14 @@ type Raft struct {
 	hadState bool
 
 	proposals chan *proposal
-	obsCh     chan raft.Observation
-	observer  *raft.Observer
+	turns     streamTurns // orders the calls of each sender's stream into proposals
+
+	streamsMu      sync.Mutex
+	streamsOK      bool      // every member of the Raft group applies log streams
+	streamsChecked time.Time // when streamsOK was worked out
+
+	obsCh    chan raft.Observation
+	observer *raft.Observer
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -224,6 +238,8 @@ type Raft struct {
 
 // proposal is one AppendLogs call waiting for its groups to commit.
 type proposal struct {
+	node    string
+	stream  StreamPos
 	groups  []LogGroup
 	bytes   int
 	records int
@@ -628,28 +644,66 @@ func (r *Raft) raftError(err error) error {
 // each); each call returns after its own groups have been committed by a majority and
 // applied here, with the accepted count of each group: its new records, or for a group
 // whose key was committed before, the first commit's count. Records already committed
-// (by node and seq) are skipped, so a retry after any error is safe and exactly-once.
+// (by node and seq) are skipped, so a retry after any error is safe and exactly-once
+// as long as the caller has one call in flight at a time (else see AppendLogStream).
 //
 // A group the log store would refuse fails the call with an error wrapping
 // logstore.ErrInvalid before anything is proposed. ErrNotLeader after proposing, or a
 // ctx error, means the outcome is unknown: retry with the same seqs.
 func (r *Raft) AppendLogs(ctx context.Context, node string, groups []LogGroup) ([]int, error) {
+	return r.AppendLogStream(ctx, node, StreamPos{}, groups)
+}
+
+// AppendLogStream is AppendLogs for a call at pos of node's ordered stream (see
+// StreamPos): calls of the stream are proposed in stream order, a call overtaken on
+// the way waiting up to a second for the one before it, and a call that cannot follow
+// the node's last applied call fails with ErrOutOfOrder without being applied. The zero
+// pos is an unordered call (AppendLogs).
+func (r *Raft) AppendLogStream(ctx context.Context, node string, pos StreamPos, groups []LogGroup) ([]int, error) {
+	ordered := pos != StreamPos{}
+	switch {
+	case ordered && pos.Pos == 0:
+		return nil, fmt.Errorf("%w: stream position 0 of epoch %d (calls count from 1)", logstore.ErrInvalid, pos.Epoch)
+	case ordered && len(groups) == 0:
+		// The FSM answers a refused call through its groups' results.
+		return nil, fmt.Errorf("%w: call %d of epoch %d carries no log groups", logstore.ErrInvalid, pos.Pos, pos.Epoch)
+	}
 	if r.raft.State() != raft.Leader {
 		return nil, r.notLeader()
 	}
+	if ordered && !r.streamsSupported() {
+		return nil, ErrStreamUnsupported
+	}
 	p, err := newProposal(node, groups)
 	if err != nil {
+		if ordered {
+			r.turns.fail(node, pos)
+		}
 		return nil, err
 	}
 	if len(groups) == 0 {
 		return []int{}, nil
 	}
+	p.stream = pos
+	if ordered {
+		if err := r.turns.take(ctx, node, pos, streamTurnWait); err != nil {
+			return nil, err
+		}
+	}
+	queued := false
 	select {
 	case r.proposals <- p:
+		queued = true
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		err = ctx.Err()
 	case <-r.closed:
-		return nil, r.notLeader()
+		err = r.notLeader()
+	}
+	if ordered {
+		r.turns.done(node, pos, queued)
+	}
+	if !queued {
+		return nil, err
 	}
 	select {
 	case res := <-p.done:
@@ -661,12 +715,46 @@ func (r *Raft) AppendLogs(ctx context.Context, node string, groups []LogGroup) (
 	}
 }
 
+// streamsSupported reports whether every member of the Raft group can apply ordered log
+// streams (entries of kind cmdLogCalls), as their gossiped metadata says
+// (Meta.LogStreams): a voter of an earlier version would skip those entries and its copy
+// of the cluster log would lose their records. A member whose metadata this node does
+// not know counts as one that cannot. Worked out at most once a second.
+func (r *Raft) streamsSupported() bool {
+	if r.o.Members == nil {
+		return true // a lone node without membership: only this binary
+	}
+	r.streamsMu.Lock()
+	defer r.streamsMu.Unlock()
+	now := time.Now()
+	if now.Sub(r.streamsChecked) < time.Second {
+		return r.streamsOK
+	}
+	r.streamsChecked = now
+	r.streamsOK = false
+	f := r.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	members := r.members()
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == r.o.NodeName {
+			continue // this binary; its own Meta is not the gossiped one
+		}
+		if m, ok := members[string(srv.ID)]; !ok || !m.Meta.LogStreams {
+			return false
+		}
+	}
+	r.streamsOK = true
+	return true
+}
+
 // newProposal validates and copies the groups, canonicalising levels and filling nodes.
 func newProposal(node string, groups []LogGroup) (*proposal, error) {
 	if node == "" {
 		return nil, fmt.Errorf("%w: sending node is empty", logstore.ErrInvalid)
 	}
-	p := &proposal{groups: make([]LogGroup, len(groups)), done: make(chan proposalResult, 1)}
+	p := &proposal{node: node, groups: make([]LogGroup, len(groups)), done: make(chan proposalResult, 1)}
 	probe := time.Now()
 	for i, g := range groups {
 		recs := slices.Clone(g.Records)
@@ -732,11 +820,11 @@ func (r *Raft) batch(ctx context.Context, out chan<- *inflightBatch) {
 				break gather
 			}
 		}
-		var groups []LogGroup
-		for _, p := range props {
-			groups = append(groups, p.groups...)
+		calls := make([]logCall, len(props))
+		for i, p := range props {
+			calls[i] = logCall{node: p.node, stream: p.stream, groups: p.groups}
 		}
-		data, err := encodeLogs(make([]byte, 0, bytes+32), time.Now(), groups)
+		data, err := encodeLogCalls(make([]byte, 0, bytes+32*len(calls)), time.Now(), calls)
 		if err != nil {
 			failProposals(props, err)
 			continue

@@ -74,6 +74,9 @@ type raftTestCluster struct {
 	meter metric.Meter
 	// walSegment is the raft-wal segment size (small in tests; 0: production size).
 	walSegment int
+	// noStreams makes the nodes gossip metadata of a picket without ordered log streams
+	// (Meta.LogStreams false), as an earlier version would.
+	noStreams bool
 
 	mu     sync.Mutex
 	status map[string]string // member status overrides; default alive
@@ -250,7 +253,7 @@ func (c *raftTestCluster) members() []Member {
 			st = StatusAlive
 		}
 		out = append(out, Member{Name: n.name, Address: n.addr, Status: st,
-			Meta: Meta{RPCAddr: n.addr, Roles: []string{RoleServer}}})
+			Meta: Meta{RPCAddr: n.addr, Roles: []string{RoleServer}, LogStreams: !c.noStreams}})
 	}
 	for _, m := range c.extra {
 		if st := c.status[m.Name]; st != "" {
@@ -344,12 +347,12 @@ func (c *raftTestCluster) node(name string) *raftTestNode {
 // leaderSink sends to whichever node leads now: what the agent's RPC glue does.
 type leaderSink struct{ c *raftTestCluster }
 
-func (s leaderSink) AppendLogs(ctx context.Context, node string, groups []LogGroup) ([]int, error) {
+func (s leaderSink) AppendLogStream(ctx context.Context, node string, pos StreamPos, groups []LogGroup) ([]int, error) {
 	l := s.c.leader()
 	if l == nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotLeader, ErrNoLeader)
 	}
-	return l.r.AppendLogs(ctx, node, groups)
+	return l.r.AppendLogStream(ctx, node, pos, groups)
 }
 
 // allRecords returns every record of a store in index order.

@@ -165,7 +165,7 @@ func (w *raftWriter) run(ctx context.Context, c *raftTestCluster, batch int, slo
 		start := time.Now()
 		for ctx.Err() == nil {
 			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			acc, err := sink.AppendLogs(actx, w.node, []LogGroup{{Records: recs}})
+			acc, err := sink.AppendLogStream(actx, w.node, StreamPos{}, []LogGroup{{Records: recs}})
 			cancel()
 			if err == nil {
 				if len(acc) != 1 {
@@ -392,7 +392,9 @@ func TestRaftRegistry(t *testing.T) {
 	if err := follower.r.Register(ctx, "x", "n1", "v"); !errors.Is(err, ErrNotLeader) {
 		t.Errorf("register on a follower: %v, want ErrNotLeader", err)
 	}
+	c.mu.Lock() // members() reads it from the nodes' maintenance goroutines
 	c.extra = []Member{{Name: "app1", Status: StatusAlive}}
+	c.mu.Unlock()
 	if err := l.r.Register(ctx, "db", "app1", "10.0.0.1:5432"); err != nil {
 		t.Fatal(err)
 	}

@@ -24,14 +24,15 @@ import (
 	"github.com/picket-dev/picket/internal/spool"
 )
 
-// LogSink delivers log groups to the aggregator. On a node that is the Raft leader it is
-// the local *Raft; elsewhere it is an RPC client to the leader that returns the leader's
-// errors so that errors.Is still works (ErrNotLeader, ErrNoLeader, logstore.ErrInvalid).
-// A Shipper calls it from one goroutine, one call at a time, and retries the same groups
-// after any error other than logstore.ErrInvalid; an implementation must be safe for
-// concurrent use if several shippers share it.
+// LogSink delivers log groups to the aggregator: Raft.AppendLogStream there. On a node
+// that is the Raft leader it is the local *Raft; elsewhere it is an RPC client to the
+// leader that returns the leader's errors so that errors.Is still works (ErrNotLeader,
+// ErrNoLeader, ErrOutOfOrder, logstore.ErrInvalid). A Shipper calls it from several
+// goroutines at once, up to maxShipInflight calls of one ordered stream (StreamPos), and
+// retries the same records after any error other than logstore.ErrInvalid; an
+// implementation must be safe for concurrent use.
 type LogSink interface {
-	AppendLogs(ctx context.Context, node string, groups []LogGroup) (accepted []int, err error)
+	AppendLogStream(ctx context.Context, node string, pos StreamPos, groups []LogGroup) (accepted []int, err error)
 }
 
 var _ LogSink = (*Raft)(nil)
@@ -40,13 +41,20 @@ var _ LogSink = (*Raft)(nil)
 const (
 	DefaultNoLeaderWait  = 2 * time.Second
 	DefaultMaxQueueBytes = 64 << 20
-	shipAttemptTimeout   = 10 * time.Second
-	shipBackoffMin       = 50 * time.Millisecond
-	shipBackoffMax       = time.Second
-	shipLogEvery         = 30 * time.Second
-	spoolSyncEvery       = time.Second
-	seqFileName          = "seq"
-	seqLease             = 1 << 20
+	// maxShipInflight is how many calls a Shipper has in flight at once. A few cover the
+	// time a batch spends in replication and fsync, while more only lengthen the queue
+	// (and the work thrown away after a failed call).
+	maxShipInflight = 4
+	// streamRetryAfter is how long a Shipper sends one unordered call at a time after
+	// the aggregator refused ordered streams, before it tries them again.
+	streamRetryAfter   = time.Minute
+	shipAttemptTimeout = 10 * time.Second
+	shipBackoffMin     = 50 * time.Millisecond
+	shipBackoffMax     = time.Second
+	shipLogEvery       = 30 * time.Second
+	spoolSyncEvery     = time.Second
+	seqFileName        = "seq"
+	seqLease           = 1 << 20
 )
 
 // ShipperOptions configures NewShipper.
@@ -73,9 +81,10 @@ type ShipperOptions struct {
 // aggregator. Every record gets its per-node seq from one durable counter when it is
 // queued: the agent's own records (Log) go to the durable spool, records posted to
 // /v1/logs (Post) wait in memory with their Idempotency-Key. Run sends them in seq order,
-// as few AppendLogs calls as possible (up to 1 MiB / 8192 records), one at a time, and
-// after a failure or a leader change sends the same seqs again; the aggregator drops
-// what it already has, so each record is committed exactly once.
+// as few calls as possible (up to 1 MiB / 8192 records each), a few in flight at once in
+// one ordered stream (see Run), and after a failure or a leader change sends the same
+// seqs again; the aggregator drops what it already has, so each record is committed
+// exactly once.
 //
 // The seq counter starts at least at the current time in microseconds and is persisted
 // in leases, so seqs keep growing across restarts, and even when the data directory was
@@ -119,6 +128,7 @@ type shipPost struct {
 	recs      []logstore.Record
 	bytes     int64
 	attempted bool // sent at least once: it stays queued until committed
+	inflight  bool // in a call not yet returned: collect leaves it for the next batch
 	done      chan shipResult
 }
 
@@ -397,6 +407,16 @@ func (s *Shipper) removeLocked(match func(*shipPost) bool) {
 
 // Run delivers queued records until ctx ends, then fails the posts still waiting.
 // Records in the spool stay there for the next start. Run is called once.
+//
+// Up to maxShipInflight calls are in flight at once, as one ordered stream (StreamPos):
+// waiting for each commit before sending the next would leave the aggregator idle for
+// a whole replication and fsync round trip per batch. Their results are settled in
+// order. After a failed call nothing more is sent until every call in flight has
+// returned, and then from the oldest record not yet committed. Whenever no call is in
+// flight the stream starts over (a new epoch, whose first call the aggregator applies
+// unconditionally); within an epoch the aggregator applies a call only right after the
+// one before it, so a later call is never committed while an earlier one is not, and a
+// record is never dropped as a duplicate of a later one.
 func (s *Shipper) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("shipper: Run called twice")
@@ -406,51 +426,123 @@ func (s *Shipper) Run(ctx context.Context) error {
 	syncT := time.NewTimer(spoolSyncEvery)
 	defer syncT.Stop()
 	syncArmed := true
-	backoff := time.Duration(0)
-	for {
-		if backoff > 0 {
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			case <-s.kick:
-			}
-			t.Stop()
+	armSync := func() {
+		if !syncArmed && s.spool.Dirty() {
+			syncT.Reset(spoolSyncEvery)
+			syncArmed = true
 		}
-		if ctx.Err() != nil {
-			break
+	}
+	syncSpool := func() {
+		syncArmed = false
+		if err := s.spool.Sync(); err != nil && !errors.Is(err, spool.ErrClosed) {
+			s.log.Warn("log spool sync failed", "err", err)
 		}
-		changed := s.spool.Changed()
-		b, err := s.collect()
-		if err != nil {
-			s.log.Error("reading the log spool failed; retrying", "err", err)
-			backoff = shipBackoffMax
-			continue
-		}
-		if b.empty() {
-			backoff = 0
-			if !syncArmed && s.spool.Dirty() {
-				syncT.Reset(spoolSyncEvery)
-				syncArmed = true
-			}
-			select {
-			case <-ctx.Done():
-			case <-s.kick:
-			case <-changed:
-			case <-syncT.C:
-				syncArmed = false
-				if err := s.spool.Sync(); err != nil && !errors.Is(err, spool.ErrClosed) {
-					s.log.Warn("log spool sync failed", "err", err)
+	}
+	var (
+		calls   sync.WaitGroup // every call in flight; Run waits for them before it returns
+		flights []*shipFlight  // calls in flight, oldest first
+		pos     StreamPos      // of the last call sent
+		broken  bool           // a call failed: send nothing until flights is empty
+		backoff time.Duration
+		// Until then the aggregator is taken not to apply ordered streams (an older picket
+		// in its Raft group): one unordered call at a time, as that picket sent them.
+		serialUntil time.Time
+	)
+	for ctx.Err() == nil {
+		if len(flights) == 0 {
+			broken = false
+			if backoff > 0 {
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				case <-s.kick:
+				}
+				t.Stop()
+				if ctx.Err() != nil {
+					continue
 				}
 			}
-			continue
 		}
-		if err := s.send(ctx, b); err != nil {
-			backoff = min(max(2*backoff, shipBackoffMin), shipBackoffMax)
-			continue
+		serial := time.Now().Before(serialUntil)
+		limit := maxShipInflight
+		if serial {
+			limit = 1
 		}
-		backoff = 0
+		var changed <-chan struct{} // the spool's, when collect found nothing more to send
+		if !broken && len(flights) < limit && !holdSpool(flights) {
+			changed = s.spool.Changed()
+			b, err := s.collect()
+			if err != nil {
+				s.log.Error("reading the log spool failed; retrying", "err", err)
+				broken, backoff = true, shipBackoffMax
+				continue
+			}
+			switch {
+			case !b.empty() && len(b.groups) == 0:
+				// Only undecodable spool items: nothing to send, drop them now.
+				s.settle(ctx, b, nil, nil)
+				continue
+			case !b.empty() && serial:
+				flights = append(flights, s.launch(ctx, &calls, b, StreamPos{}))
+				continue
+			case !b.empty():
+				if len(flights) == 0 {
+					// A new epoch: above every one before, from the clock, so that the
+					// aggregator can tell a stale call from an early one.
+					pos = StreamPos{Epoch: max(pos.Epoch+1, uint64(max(time.Now().UnixNano(), 0)))}
+				}
+				pos.Pos++
+				flights = append(flights, s.launch(ctx, &calls, b, pos))
+				continue
+			case len(flights) == 0:
+				backoff = 0
+				armSync()
+				select {
+				case <-ctx.Done():
+				case <-s.kick:
+				case <-changed:
+				case <-syncT.C:
+					syncSpool()
+				}
+				continue
+			}
+		}
+		armSync()
+		select {
+		case res := <-flights[0].done:
+			f := flights[0]
+			flights[0] = nil
+			flights = flights[1:]
+			err := s.settle(ctx, f.b, res.accepted, res.err)
+			switch {
+			case errors.Is(err, ErrStreamUnsupported):
+				broken = true // the calls in flight come back refused too
+				if !serial {
+					s.log.Info("the aggregator does not take ordered log streams (an older picket in its Raft group); sending one batch at a time",
+						"for", streamRetryAfter)
+				}
+				serialUntil = time.Now().Add(streamRetryAfter)
+			case err != nil:
+				broken = true
+				backoff = min(max(2*backoff, shipBackoffMin), shipBackoffMax)
+			case !broken:
+				backoff = 0
+			}
+		case <-ctx.Done():
+		case <-s.kick:
+		case <-changed:
+		case <-syncT.C:
+			syncSpool()
+		}
 	}
+	// The calls in flight end with ctx; settle them in order, so that posts committed
+	// meanwhile are answered as such.
+	for _, f := range flights {
+		res := <-f.done
+		s.settle(ctx, f.b, res.accepted, res.err)
+	}
+	calls.Wait()
 	s.mu.Lock()
 	s.stopped = true
 	for _, p := range s.queue {
@@ -464,7 +556,45 @@ func (s *Shipper) Run(ctx context.Context) error {
 	return nil
 }
 
-// shipBatch is what one AppendLogs call carries: a prefix of the merged seq order.
+// shipFlight is one call to the sink in flight.
+type shipFlight struct {
+	b    *shipBatch
+	done chan shipCallResult // buffered 1
+}
+
+type shipCallResult struct {
+	accepted []int
+	err      error
+}
+
+// holdSpool reports whether a call in flight carries spool items. Spool items are
+// acknowledged from the head of the spool in order, so a batch with spool items is
+// only collected when no other one is in flight (they are rare: the agent's own records).
+func holdSpool(flights []*shipFlight) bool {
+	for _, f := range flights {
+		if f.b.spoolRecs > 0 || f.b.corrupt > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// launch sends b as the call at pos on a goroutine that calls tracks.
+func (s *Shipper) launch(ctx context.Context, calls *sync.WaitGroup, b *shipBatch, pos StreamPos) *shipFlight {
+	f := &shipFlight{b: b, done: make(chan shipCallResult, 1)}
+	calls.Go(func() {
+		actx, cancel := context.WithTimeout(ctx, shipAttemptTimeout)
+		defer cancel()
+		accepted, err := s.o.Sink.AppendLogStream(actx, s.o.Node, pos, b.groups)
+		if err == nil && len(accepted) != len(b.groups) {
+			err = fmt.Errorf("aggregator answered %d counts for %d log groups", len(accepted), len(b.groups))
+		}
+		f.done <- shipCallResult{accepted: accepted, err: err}
+	})
+	return f
+}
+
+// shipBatch is what one call to the sink carries: a prefix of the merged seq order.
 type shipBatch struct {
 	groups    []LogGroup
 	owners    [][]*shipPost // posts of each group (nil for spool records)
@@ -483,7 +613,12 @@ func (b *shipBatch) empty() bool { return len(b.groups) == 0 && b.spoolRecs == 0
 func (s *Shipper) collect() (*shipBatch, error) {
 	s.mu.Lock()
 	cut := s.seq.last()
-	posts := slices.Clone(s.queue)
+	posts := make([]*shipPost, 0, len(s.queue))
+	for _, p := range s.queue {
+		if !p.inflight {
+			posts = append(posts, p)
+		}
+	}
 	s.mu.Unlock()
 	if s.collectHook != nil {
 		s.collectHook()
@@ -579,34 +714,31 @@ func (s *Shipper) collect() (*shipBatch, error) {
 	}
 	s.mu.Lock()
 	for _, p := range b.posts {
-		p.attempted = true
+		p.attempted, p.inflight = true, true
 	}
 	s.mu.Unlock()
 	return b, nil
 }
 
-// send delivers one batch and settles it.
-func (s *Shipper) send(ctx context.Context, b *shipBatch) error {
-	var accepted []int
-	var err error
-	if len(b.groups) > 0 {
-		actx, cancel := context.WithTimeout(ctx, shipAttemptTimeout)
-		accepted, err = s.o.Sink.AppendLogs(actx, s.o.Node, b.groups)
-		cancel()
-		if err == nil && len(accepted) != len(b.groups) {
-			err = fmt.Errorf("aggregator answered %d counts for %d log groups", len(accepted), len(b.groups))
-		}
-	}
+// settle answers what a call of b returned (accepted and err; both nil for a batch
+// that needed no call). It returns err unless the batch was settled for good: committed,
+// or dropped because the aggregator refused it as invalid.
+func (s *Shipper) settle(ctx context.Context, b *shipBatch, accepted []int, err error) error {
 	invalid := errors.Is(err, logstore.ErrInvalid)
 	if err != nil && !invalid {
 		s.shipErrors.Add(context.Background(), 1)
 		s.mu.Lock()
+		for _, p := range b.posts {
+			p.inflight = false // stays queued (attempted) and is sent again
+		}
 		now := time.Now()
 		if s.failSince.IsZero() {
 			s.failSince = now
 		}
 		s.lastErr = err
-		warn := now.Sub(s.lastWarn) >= shipLogEvery
+		// A call refused only because the one before it failed says nothing new, and a
+		// refused stream is logged by Run.
+		warn := now.Sub(s.lastWarn) >= shipLogEvery && !errors.Is(err, ErrOutOfOrder) && !errors.Is(err, ErrStreamUnsupported)
 		if warn {
 			s.lastWarn = now
 		}
@@ -659,6 +791,10 @@ func (s *Shipper) send(ctx context.Context, b *shipBatch) error {
 	s.mu.Unlock()
 	if recovered && err == nil {
 		s.log.Info("log delivery to the aggregator resumed", "after", time.Since(since).Round(time.Millisecond))
+	}
+	if invalid {
+		// Settled for good, but the calls after it in the stream are refused: start over.
+		return err
 	}
 	return nil
 }

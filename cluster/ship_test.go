@@ -298,9 +298,9 @@ type lossySink struct {
 	calls atomic.Int32
 }
 
-func (s *lossySink) AppendLogs(ctx context.Context, node string, groups []LogGroup) ([]int, error) {
+func (s *lossySink) AppendLogStream(ctx context.Context, node string, pos StreamPos, groups []LogGroup) ([]int, error) {
 	s.calls.Add(1)
-	acc, err := s.to.AppendLogs(ctx, node, groups)
+	acc, err := s.to.AppendLogStream(ctx, node, pos, groups)
 	if err != nil {
 		return nil, err
 	}
@@ -364,8 +364,8 @@ func TestShipperRestartResendsWithoutDuplicates(t *testing.T) {
 }
 
 func TestShipperPostAbandonedBeforeSending(t *testing.T) {
-	// A sink that never answers: posts queue up; one whose caller gives up before it is
-	// sent is removed and never committed.
+	// A sink that never answers: once maxShipInflight calls are in flight, posts queue
+	// up; one whose caller gives up before it is sent is removed and never committed.
 	block := make(chan struct{})
 	defer close(block)
 	sink := logSinkFunc(func(ctx context.Context, node string, groups []LogGroup) ([]int, error) {
@@ -377,16 +377,18 @@ func TestShipperPostAbandonedBeforeSending(t *testing.T) {
 	})
 	s, _ := startShipper(t, ShipperOptions{Node: "a1", Dir: t.TempDir(), Sink: sink, NoLeaderWait: time.Hour})
 	firstCtx, cancelFirst := context.WithCancel(context.Background())
-	firstDone := make(chan error, 1)
-	go func() {
-		_, err := s.Post(firstCtx, "", []logstore.Record{{Level: "info", Message: "first"}})
-		firstDone <- err
-	}()
-	raftWaitFor(t, 5*time.Second, "the first post to be sent", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.queue) == 1 && s.queue[0].attempted
-	})
+	firstDone := make(chan error, maxShipInflight)
+	for i := range maxShipInflight {
+		go func() {
+			_, err := s.Post(firstCtx, "", []logstore.Record{{Level: "info", Message: fmt.Sprint("first ", i)}})
+			firstDone <- err
+		}()
+		raftWaitFor(t, 5*time.Second, "the first posts to be sent, one call each", func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(s.queue) == i+1 && s.queue[i].attempted
+		})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	_, err := s.Post(ctx, "", []logstore.Record{{Level: "info", Message: "second"}})
 	cancel()
@@ -396,18 +398,20 @@ func TestShipperPostAbandonedBeforeSending(t *testing.T) {
 	s.mu.Lock()
 	n := len(s.queue)
 	s.mu.Unlock()
-	if n != 1 {
-		t.Errorf("%d posts queued; the unsent abandoned one should be gone, the sent one kept", n)
+	if n != maxShipInflight {
+		t.Errorf("%d posts queued; the unsent abandoned one should be gone, the %d sent ones kept", n, maxShipInflight)
 	}
 	cancelFirst()
-	if err := <-firstDone; !errors.Is(err, context.Canceled) {
-		t.Errorf("first post: %v", err)
+	for range maxShipInflight {
+		if err := <-firstDone; !errors.Is(err, context.Canceled) {
+			t.Errorf("first post: %v", err)
+		}
 	}
 }
 
 type logSinkFunc func(ctx context.Context, node string, groups []LogGroup) ([]int, error)
 
-func (f logSinkFunc) AppendLogs(ctx context.Context, node string, groups []LogGroup) ([]int, error) {
+func (f logSinkFunc) AppendLogStream(ctx context.Context, node string, _ StreamPos, groups []LogGroup) ([]int, error) {
 	return f(ctx, node, groups)
 }
 
@@ -463,5 +467,207 @@ func TestShipperOwnLogsFeedBackWithoutDeadlock(t *testing.T) {
 	}
 	if s.spool.Bytes() > 4<<10 {
 		t.Errorf("spool holds %d bytes, above its bound", s.spool.Bytes())
+	}
+}
+
+// streamSink forwards calls to a sink after a delay, records their stream positions and
+// how many were in flight at once, and can lose chosen calls on the way (the request
+// never reaches the aggregator).
+type streamSink struct {
+	to    LogSink
+	delay time.Duration
+	lose  func(call int, pos StreamPos) bool // nil: lose none
+
+	mu        sync.Mutex
+	calls     int
+	inflight  int
+	maxFlight int
+	positions []StreamPos
+	errs      []error
+}
+
+func (s *streamSink) AppendLogStream(ctx context.Context, node string, pos StreamPos, groups []LogGroup) ([]int, error) {
+	s.mu.Lock()
+	s.calls++
+	call := s.calls
+	s.inflight++
+	s.maxFlight = max(s.maxFlight, s.inflight)
+	s.positions = append(s.positions, pos)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inflight--
+		s.mu.Unlock()
+	}()
+	time.Sleep(s.delay)
+	if s.lose != nil && s.lose(call, pos) {
+		return nil, errors.New("connection reset before the request arrived (test)")
+	}
+	acc, err := s.to.AppendLogStream(ctx, node, pos, groups)
+	if err != nil {
+		s.mu.Lock()
+		s.errs = append(s.errs, err)
+		s.mu.Unlock()
+	}
+	return acc, err
+}
+
+// postConcurrently posts n records from each of posters goroutines, one record per post,
+// and fails the test on any error.
+func postConcurrently(t *testing.T, s *Shipper, posters, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for g := range posters {
+		wg.Go(func() {
+			for i := range n {
+				recs := []logstore.Record{{Level: "info", Message: fmt.Sprintf("p%d-%d", g, i)}}
+				if acc, err := s.Post(context.Background(), fmt.Sprintf("key-%d-%d", g, i), recs); err != nil || acc != 1 {
+					t.Errorf("post: %d, %v", acc, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// checkExactlyOnce checks that store holds want records of node, each once, in
+// increasing seq order.
+func checkExactlyOnce(t *testing.T, store *logstore.Store, node string, want int) {
+	t.Helper()
+	var last uint64
+	n := 0
+	for _, r := range allRecords(t, store) {
+		if r.Node != node {
+			continue
+		}
+		if r.Seq <= last {
+			t.Fatalf("seq %d stored after %d", r.Seq, last)
+		}
+		last = r.Seq
+		n++
+	}
+	if n != want {
+		t.Errorf("%d records of %s stored, want %d", n, node, want)
+	}
+}
+
+func TestShipperPipelinesCallsInOneStream(t *testing.T) {
+	l := singleLeader(t)
+	sink := &streamSink{to: l.r, delay: 20 * time.Millisecond}
+	s, _ := startShipper(t, ShipperOptions{Node: "a1", Dir: t.TempDir(), Sink: sink})
+	postConcurrently(t, s, 32, 20)
+	checkExactlyOnce(t, l.r.Store(), "a1", 32*20)
+
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if sink.maxFlight < 2 || sink.maxFlight > maxShipInflight {
+		t.Errorf("at most %d calls in flight, want 2 to %d", sink.maxFlight, maxShipInflight)
+	}
+	if len(sink.errs) > 0 {
+		t.Errorf("calls failed: %v", sink.errs)
+	}
+	// Each epoch (a new one starts whenever no call is in flight) numbers its calls 1, 2, ...
+	byEpoch := map[uint64][]uint64{}
+	var epochs []uint64
+	for _, p := range sink.positions {
+		if len(byEpoch[p.Epoch]) == 0 {
+			if len(epochs) > 0 && p.Epoch <= epochs[len(epochs)-1] {
+				t.Fatalf("epoch %d after %d", p.Epoch, epochs[len(epochs)-1])
+			}
+			epochs = append(epochs, p.Epoch)
+		}
+		byEpoch[p.Epoch] = append(byEpoch[p.Epoch], p.Pos)
+	}
+	for _, e := range epochs {
+		ps := slices.Sorted(slices.Values(byEpoch[e]))
+		for i, p := range ps {
+			if p != uint64(i+1) {
+				t.Fatalf("epoch %d has calls %v", e, ps)
+			}
+		}
+	}
+}
+
+func TestShipperLostCallLosesNothing(t *testing.T) {
+	// The third call never reaches the aggregator while the ones after it do: they must
+	// not be committed before it (its records would then be dropped as duplicates of
+	// theirs on the resend), and every record must end up committed once.
+	l := singleLeader(t)
+	sink := &streamSink{to: l.r, delay: 10 * time.Millisecond}
+	sink.lose = func(call int, _ StreamPos) bool {
+		if call != 3 {
+			return false
+		}
+		// Lose it only once the call after it is on its way (not raftWaitFor: this is
+		// not the test's goroutine).
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			sink.mu.Lock()
+			n := sink.calls
+			sink.mu.Unlock()
+			if n >= 4 {
+				return true
+			}
+		}
+		t.Error("no fourth call while the third was in flight")
+		return true
+	}
+	s, _ := startShipper(t, ShipperOptions{Node: "a1", Dir: t.TempDir(), Sink: sink})
+	postConcurrently(t, s, 32, 10)
+	checkExactlyOnce(t, l.r.Store(), "a1", 32*10)
+
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	refused := 0
+	for _, err := range sink.errs {
+		if !errors.Is(err, ErrOutOfOrder) {
+			t.Errorf("unexpected error: %v", err)
+		}
+		refused++
+	}
+	if refused == 0 {
+		t.Error("no call was refused as out of order: the test did not exercise the fence")
+	}
+	epochs := map[uint64]bool{}
+	for _, p := range sink.positions {
+		epochs[p.Epoch] = true
+	}
+	if len(epochs) < 2 {
+		t.Errorf("the stream did not start over after the lost call: %v", sink.positions)
+	}
+}
+
+func TestShipperFallsBackWithoutStreams(t *testing.T) {
+	// A Raft group whose members gossip no Meta.LogStreams (an older picket among them):
+	// ordered calls are refused before anything is applied, and the shipper goes on with
+	// one unordered call at a time.
+	c := newRaftTestCluster(t, 3, true)
+	c.noStreams = true
+	c.start(3)
+	l := c.waitLeader(10 * time.Second)
+	ctx := context.Background()
+	if _, err := l.r.AppendLogStream(ctx, "w", StreamPos{Epoch: 1, Pos: 1}, []LogGroup{{Records: testRecords("w", 1, 1)}}); !errors.Is(err, ErrStreamUnsupported) {
+		t.Fatalf("ordered call: %v, want ErrStreamUnsupported", err)
+	}
+	if _, err := l.r.AppendLogs(ctx, "w", []LogGroup{{Records: testRecords("w", 1, 1)}}); err != nil {
+		t.Fatalf("unordered call: %v", err)
+	}
+
+	sink := &streamSink{to: leaderSink{c}, delay: 5 * time.Millisecond}
+	s, _ := startShipper(t, ShipperOptions{Node: "a1", Dir: t.TempDir(), Sink: sink})
+	postConcurrently(t, s, 16, 10)
+	checkExactlyOnce(t, l.r.Store(), "a1", 16*10)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.errs) == 0 || !errors.Is(sink.errs[0], ErrStreamUnsupported) {
+		t.Fatalf("first errors %v, want ErrStreamUnsupported", sink.errs)
+	}
+	last := sink.positions[len(sink.positions)-1]
+	if last != (StreamPos{}) || sink.maxFlight > maxShipInflight {
+		t.Errorf("last call at %+v, at most %d in flight; want unordered calls", last, sink.maxFlight)
+	}
+	for _, err := range sink.errs {
+		if !errors.Is(err, ErrStreamUnsupported) {
+			t.Errorf("unexpected error: %v", err)
+		}
 	}
 }

@@ -64,8 +64,8 @@ checks:
     http: {url: "http://127.0.0.1:7948/readyz"}
 `
 
-// shipperStall names a bug these scenarios found: every agent's log Shipper makes one
-// AppendLogs call at a time with a 10 s timeout (cluster/ship.go shipAttemptTimeout), and
+// shipperStall names a bug these scenarios found: every agent's log Shipper makes its
+// calls to the aggregator with a 10 s timeout (cluster/ship.go shipAttemptTimeout), and
 // the agent-RPC client has no dial or response deadline of its own. When the aggregator's
 // host vanishes (its container killed, or cut off the network) the call in flight — a dial
 // or a request on a pooled connection — gets no answer, not even a reset, and hangs for the
