@@ -26,7 +26,7 @@ cluster:
   rpc: "127.0.0.1:%d"
   key: "%s"
   profile: fast
-  join: [%s]
+  %s
   raft: {voters: 3, bootstrap_expect: 3}
 collectors: {interval: 2s}
 `
@@ -43,7 +43,7 @@ type node struct {
 func startNode(t *testing.T, name, clusterName, key string, join []string) *node {
 	t.Helper()
 	return startNodeWith(t, name, func(p nodePorts, dataDir string) string {
-		return fmt.Sprintf(clusterNodeConfig, name, dataDir, p.http, clusterName, p.gossip, p.rpc, key, seedList(join))
+		return fmt.Sprintf(clusterNodeConfig, name, dataDir, p.http, clusterName, p.gossip, p.rpc, key, "join: ["+seedList(join)+"]")
 	})
 }
 

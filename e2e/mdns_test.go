@@ -10,22 +10,6 @@ import (
 	"time"
 )
 
-const mdnsNodeConfig = `
-node_name: %s
-data_dir: %s
-log: {level: debug}
-http: {listen: "127.0.0.1:%d"}
-cluster:
-  name: %s
-  bind: "127.0.0.1:%d"
-  rpc: "127.0.0.1:%d"
-  key: "%s"
-  profile: fast
-  discovery: {mdns: {enabled: true, service: %s}}
-  raft: {voters: 3, bootstrap_expect: 3}
-collectors: {interval: 2s}
-`
-
 // TestMDNSProcesses runs real agents with mDNS discovery and no seeds on loopback (an agent
 // that advertises 127.0.0.1 announces and browses on the loopback interface, on the real
 // port 5353 shared with other mDNS software): three of one cluster find each other and elect
@@ -41,7 +25,8 @@ func TestMDNSProcesses(t *testing.T) {
 	cluster := "mdns-" + tag
 	start := func(name, clusterName string) *node {
 		return startNodeWith(t, name, func(p nodePorts, dataDir string) string {
-			return fmt.Sprintf(mdnsNodeConfig, name, dataDir, p.http, clusterName, p.gossip, p.rpc, testKey, service)
+			return fmt.Sprintf(clusterNodeConfig, name, dataDir, p.http, clusterName, p.gossip, p.rpc, testKey,
+				"discovery: {mdns: {enabled: true, service: "+service+"}}")
 		})
 	}
 	began := time.Now()
