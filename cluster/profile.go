@@ -36,6 +36,10 @@ func profileConfig(name string) (*memberlist.Config, error) {
 		c.TCPTimeout = time.Second
 		c.DeadNodeReclaimTime = time.Second
 		c.AwarenessMaxMultiplier = 4
+		// Each broadcast goes out twice as often as with LAN defaults: when 50 agents join at
+		// once, one that misses another's alive message otherwise learns of it only at the
+		// next push-pull, 10 s later (P10 in bench/: 2 of 15 runs before, 0 of 30 after).
+		c.RetransmitMult = 8
 		return c, nil
 	default:
 		return nil, fmt.Errorf("cluster.profile %q is unknown: use one of %v", name, ProfileNames())
