@@ -79,7 +79,7 @@ func (a *Agent) exportLogs(ctx context.Context) error {
 			n, err := a.exportOnce(ctx, logger, col)
 			if err != nil {
 				a.log.Warn("cluster log export failed; retrying", "err", err)
-				if !sleep(ctx, exportBackoff) {
+				if !sleepCtx(ctx, exportBackoff) {
 					return nil
 				}
 				continue
@@ -136,16 +136,4 @@ func toOTel(r logstore.Record) otellog.Record {
 	}
 	o.AddAttributes(attrs...)
 	return o
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -810,6 +810,7 @@ type codedError struct {
 func (e codedError) Error() string { return e.msg }
 func (e codedError) Unwrap() error { return e.sentinel }
 
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -60,6 +61,63 @@ func newClient(e *env, f *clientFlags) *client {
 		token: e.getenv("PICKET_TOKEN"),
 		http:  &http.Client{Timeout: f.timeout},
 	}
+}
+
+// events sends a request (with an optional JSON body) for a Server-Sent Events stream and
+// calls on with each event's name and data until on reports done or fails. A stream that
+// ends first returns io.EOF; a non-200 answer an error carrying the API's message. Lines
+// may be up to maxLine bytes.
+func (c *client) events(ctx context.Context, method, path string, body any, maxLine int, on func(event string, data []byte) (done bool, err error)) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %s (HTTP %d)", method, path, e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			if done, err := on(event, []byte(strings.TrimPrefix(line, "data: "))); done || err != nil {
+				return err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s %s: reading the stream: %w", method, path, err)
+	}
+	return io.EOF
 }
 
 // do sends a request with an optional JSON body and decodes a JSON answer into out. A non-2xx

@@ -1,12 +1,11 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
@@ -119,49 +118,19 @@ func runLogs(e *env, args []string) int {
 
 // follow reads a Server-Sent Events stream and calls onData with each "log" event's data.
 func (c *client) follow(ctx context.Context, path string, onData func([]byte)) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "text/event-stream")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the agent at %s: %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("GET %s: %s (HTTP %d)", path, e.Error, resp.StatusCode)
+	err := c.events(ctx, "GET", path, nil, 16<<20, func(event string, data []byte) (bool, error) {
+		if event == "error" {
+			var e api.Error
+			json.Unmarshal(data, &e)
+			return true, fmt.Errorf("log stream: %s", e.Error)
 		}
-		return fmt.Errorf("GET %s: HTTP %d", path, resp.StatusCode)
+		onData(data)
+		return false, nil
+	})
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("log stream ended (the agent stopped?)")
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	event := ""
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "event: "):
-			event = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			data := []byte(strings.TrimPrefix(line, "data: "))
-			if event == "error" {
-				var e api.Error
-				json.Unmarshal(data, &e)
-				return fmt.Errorf("log stream: %s", e.Error)
-			}
-			onData(data)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("log stream: %w", err)
-	}
-	return fmt.Errorf("log stream ended (the agent stopped?)")
+	return err
 }
 
 func runLog(e *env, args []string) int {

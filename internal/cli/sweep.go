@@ -2,13 +2,12 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -112,61 +111,26 @@ func progressPrinter(w io.Writer) func(api.SweepProgress) {
 // sweep posts the sweep and follows its Server-Sent Events to the result.
 func (c *client) sweep(ctx context.Context, req api.SweepRequest, progress func(api.SweepProgress)) (api.SweepResponse, error) {
 	var out api.SweepResponse
-	body, err := json.Marshal(req)
-	if err != nil {
-		return out, err
-	}
-	hreq, err := http.NewRequestWithContext(ctx, "POST", c.base+"/v1/sweep", bytes.NewReader(body))
-	if err != nil {
-		return out, err
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "text/event-stream")
-	if c.token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(hreq)
-	if err != nil {
-		return out, fmt.Errorf("cannot reach the agent at %s: %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return out, fmt.Errorf("POST /v1/sweep: %s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return out, fmt.Errorf("POST /v1/sweep: HTTP %d", resp.StatusCode)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 256<<20)
-	var event string
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "event: "):
-			event = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			data := []byte(strings.TrimPrefix(line, "data: "))
-			switch event {
-			case "progress":
-				var p api.SweepProgress
-				if json.Unmarshal(data, &p) == nil && progress != nil {
-					progress(p)
-				}
-			case "result":
-				return out, json.Unmarshal(data, &out)
-			case "error":
-				var e api.Error
-				json.Unmarshal(data, &e)
-				return out, fmt.Errorf("sweep failed: %s", e.Error)
+	err := c.events(ctx, "POST", "/v1/sweep", req, 256<<20, func(event string, data []byte) (bool, error) {
+		switch event {
+		case "progress":
+			var p api.SweepProgress
+			if json.Unmarshal(data, &p) == nil && progress != nil {
+				progress(p)
 			}
+		case "result":
+			return true, json.Unmarshal(data, &out)
+		case "error":
+			var e api.Error
+			json.Unmarshal(data, &e)
+			return true, fmt.Errorf("sweep failed: %s", e.Error)
 		}
+		return false, nil
+	})
+	if errors.Is(err, io.EOF) {
+		return out, fmt.Errorf("sweep stream ended without a result")
 	}
-	if err := sc.Err(); err != nil {
-		return out, fmt.Errorf("sweep stream: %w", err)
-	}
-	return out, fmt.Errorf("sweep stream ended without a result")
+	return out, err
 }
 
 func printSweep(w io.Writer, s api.SweepSummary) {
