@@ -71,9 +71,16 @@ func wrap(kind string, probe func(ctx context.Context, c *config.Check) Result) 
 			case errors.Is(err, context.DeadlineExceeded) || r.Reason == ReasonTimeout:
 				// A socket deadline set from ctx may fire just before ctx itself ends.
 				r.Status, r.Reason = Critical, ReasonTimeout
-				if !strings.HasPrefix(r.Output, timeoutPrefix) {
-					r.Output = timeoutOutput(start, deadline)
+				// The duration is said here, where the run's start is known: a probe that
+				// says more (exec: "timeout after 5s, process group killed; output: …")
+				// measured from its own, later start. Its details after the duration stay.
+				detail := ""
+				if rest, ok := strings.CutPrefix(r.Output, timeoutPrefix); ok {
+					if i := strings.IndexByte(rest, ','); i >= 0 {
+						detail = rest[i:]
+					}
 				}
+				r.Output = timeoutOutput(start, deadline) + detail
 			}
 		}
 		r.Time = start
